@@ -1,0 +1,1 @@
+"""Bytewax dataflows: they only wire the stages; the logic lives in the stage packages."""

@@ -1,0 +1,17 @@
+"""Self-metrics of the flow (Prometheus counters, process-wide; exported by `spanwatch run`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+MESSAGES = Counter("spanwatch_messages_total", "Kafka messages read, by outcome",
+                   ["outcome"])  # decoded | dead_lettered
+SPANS = Counter("spanwatch_spans_total", "Spans kept after normalisation, by kind", ["kind"])
+SPANS_DROPPED = Counter("spanwatch_spans_ignored_total",
+                        "Spans that carry no metric (tool and framework spans)")
+EVALS = Counter("spanwatch_evaluations_total", "Evaluation results read apart from their span")
+UNKNOWN_COST = Counter("spanwatch_unknown_cost_spans_total",
+                       "Model-call spans whose cost is unknown, by reason", ["reason"])
+OPEN_TRACES = Gauge("spanwatch_open_traces", "Traces waiting for their root span")
+TRACES_RELEASED_EARLY = Counter("spanwatch_traces_released_early_total",
+                                "Traces released before the wait ran out (open-trace cap hit)")

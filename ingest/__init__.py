@@ -1,0 +1,1 @@
+"""Span ingestion: Kafka message -> LLMSpan / EvalResult (decode, normalise, assemble)."""

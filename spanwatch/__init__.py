@@ -1,0 +1,1 @@
+"""spanwatch: streaming anomaly detection and tiered alerting for LLM applications."""

@@ -1,0 +1,173 @@
+"""`spanwatch demo`: the real flow over an embedded broker with generated traffic, end to end.
+
+Starts the embedded Kafka-compatible broker, publishes `minutes` of realistic GenAI traffic
+(with an injected rate-limit incident and a few malformed messages), runs the same dataflow as
+`spanwatch run` until the topic is read to the end, then prints and writes what it found.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bytewax.testing import run_main
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from flows.pipeline import build_flow
+from flows.sinks import CallbackSink
+from ingest.assembly import Record
+from ingest.export import record_to_json
+from spanwatch.demo_traffic import DemoTraffic, generate
+from spanwatch.embedded_broker import EMBEDDED_CLIENT_TUNING, EmbeddedBroker
+from spanwatch.report import IngestReport
+from spanwatch.settings import KafkaSettings, Settings
+
+SPANS_TOPIC = "otlp_spans"
+DLQ_TOPIC = "spanwatch_dlq"
+MIN_REQUESTS_PER_MINUTE = 20
+ERROR_RATE_LIMIT = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    traffic: DemoTraffic
+    report: IngestReport
+    dead_letters: list[dict[str, str]]
+    seconds: float
+
+
+def run_demo(out_dir: Path, minutes: int = 30, output_format: str = "text") -> int:
+    started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records_path = out_dir / "records.jsonl"
+    # Event time ends now, so the timestamps look like live traffic.
+    now_ns = time.time_ns()
+    traffic = generate(start_unix_ns=now_ns - minutes * 60 * 1_000_000_000, minutes=minutes,
+                       requests_per_minute=120)
+    print(f"spanwatch demo: starting the embedded broker and publishing {traffic.spans} spans "
+          f"in {len(traffic.messages)} messages ...", file=sys.stderr)
+    report = IngestReport()
+    with EmbeddedBroker() as broker, records_path.open("w", encoding="utf-8") as records_file:
+        broker.create_topics([SPANS_TOPIC, DLQ_TOPIC], partitions=2)
+        _publish(broker.bootstrap, traffic)
+
+        def write(records: list[Record]) -> None:
+            report.add(records)
+            for record in records:
+                records_file.write(json.dumps(record_to_json(record)) + "\n")
+
+        settings = Settings(kafka=KafkaSettings(
+            bootstrap_servers=broker.bootstrap, spans_topic=SPANS_TOPIC,
+            dead_letter_topic=DLQ_TOPIC, start_from="beginning",
+            fetch_wait_max_ms=int(EMBEDDED_CLIENT_TUNING["fetch.wait.max.ms"])))
+        run_main(build_flow(settings, CallbackSink(write), tail=False))
+        dead_letters = _read_dead_letters(broker.bootstrap)
+    result = DemoResult(traffic, report, dead_letters, time.monotonic() - started)
+    findings = _findings(result)
+    (out_dir / "findings.json").write_text(json.dumps(findings, indent=2) + "\n")
+    if output_format == "json":
+        print(json.dumps(findings))
+    else:
+        print(_render(findings))
+        print(f"\nwritten: {out_dir / 'findings.json'} and {records_path}")
+    return 0
+
+
+def _publish(bootstrap: str, traffic: DemoTraffic) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for key, value in traffic.messages:
+        producer.produce(SPANS_TOPIC, key=key, value=value)
+    remaining = producer.flush(30)
+    if remaining:
+        raise RuntimeError(f"{remaining} demo messages were not delivered to the broker")
+
+
+def _read_dead_letters(bootstrap: str) -> list[dict[str, str]]:
+    """The dead-letter topic read to its end (assign + partition EOF; no consumer group)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "spanwatch-demo",
+                         "enable.partition.eof": True, "enable.auto.commit": False,
+                         **EMBEDDED_CLIENT_TUNING})
+    partitions = consumer.list_topics(DLQ_TOPIC, timeout=10).topics[DLQ_TOPIC].partitions
+    consumer.assign([TopicPartition(DLQ_TOPIC, p, 0) for p in partitions])
+    letters, at_end = [], set()
+    deadline = time.monotonic() + 20
+    while len(at_end) < len(partitions) and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        if message.error():
+            at_end.add(message.partition())
+            continue
+        headers = {k: v.decode() for k, v in (message.headers() or [])}
+        letters.append({"reason": headers.get("spanwatch.error", "?"),
+                        "source": f"{headers.get('spanwatch.source.topic')}/"
+                                  f"{headers.get('spanwatch.source.partition')}@"
+                                  f"{headers.get('spanwatch.source.offset')}"})
+    consumer.close()
+    return letters
+
+
+def _findings(result: DemoResult) -> dict[str, Any]:
+    report = result.report
+    series = []
+    for (service, model, version), totals in sorted(report.series.items()):
+        series.append({
+            "service": service, "model": model, "prompt_template_version": version,
+            "requests": totals.requests, "errors": totals.errors,
+            "error_rate": round(totals.errors / totals.requests, 4) if totals.requests else 0,
+            "errors_by_kind": dict(totals.errors_by_kind),
+            "cost_usd": round(totals.cost_usd, 4), "unknown_cost_spans": totals.unknown_cost,
+            "mean_ttft_s": round(totals.ttft_sum_s / totals.ttft_count, 3)
+            if totals.ttft_count else None,
+        })
+    minutes = report.error_minutes(MIN_REQUESTS_PER_MINUTE, ERROR_RATE_LIMIT)
+    incident = result.traffic.incident
+    return {
+        "spans_published": result.traffic.spans,
+        "records": report.records,
+        "kinds": dict(report.kinds),
+        "evaluations": report.evals,
+        "dead_letters": result.dead_letters,
+        "series": series,
+        "error_minutes": [{
+            "minute": datetime.fromtimestamp(m.minute_unix_ns / 1e9, tz=UTC).isoformat(),
+            "service": m.series[0], "model": m.series[1], "prompt_template_version": m.series[2],
+            "requests": m.requests, "errors": m.errors, "error_rate": round(m.error_rate, 3),
+        } for m in minutes],
+        "injected_incident": {"service": incident.service, "model": incident.model,
+                              "minutes": [incident.start_minute, incident.end_minute],
+                              "error_share": incident.error_share},
+        "seconds": round(result.seconds, 1),
+    }
+
+
+def _render(findings: dict[str, Any]) -> str:
+    lines = [
+        f"spanwatch demo: {findings['records']} records from {findings['spans_published']} "
+        f"published spans in {findings['seconds']} s "
+        f"({', '.join(f'{k}={v}' for k, v in sorted(findings['kinds'].items()))}, "
+        f"evaluations={findings['evaluations']})",
+        "",
+        f"{'service':18} {'model':20} {'prompt':11} {'requests':>8} {'errors':>6} "
+        f"{'cost $':>8} {'ttft s':>6}",
+    ]
+    for s in findings["series"]:
+        ttft = "-" if s["mean_ttft_s"] is None else f"{s['mean_ttft_s']:.2f}"
+        lines.append(f"{s['service']:18} {s['model']:20} {s['prompt_template_version']:11} "
+                     f"{s['requests']:>8} {s['errors']:>6} {s['cost_usd']:>8.2f} {ttft:>6}")
+    lines += ["", f"minutes with error rate > {ERROR_RATE_LIMIT:.0%} "
+                  f"(at least {MIN_REQUESTS_PER_MINUTE} requests):"]
+    for m in findings["error_minutes"]:
+        lines.append(f"  {m['minute']}  {m['service']} / {m['model']} / "
+                     f"{m['prompt_template_version']}: {m['errors']}/{m['requests']} "
+                     f"= {m['error_rate']:.0%}")
+    if not findings["error_minutes"]:
+        lines.append("  none")
+    lines += ["", f"dead-lettered messages: {len(findings['dead_letters'])}"]
+    lines += [f"  {d['source']}: {d['reason'][:110]}" for d in findings["dead_letters"]]
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Runtime settings from the environment (prefix `SPANWATCH_`, nested with `__`) or a `.env` file.
+
+Secrets are `SecretStr`: their values never appear in logs, reprs or exceptions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingest.config import IngestConfig
+
+
+class KafkaSettings(BaseModel):
+    """Where the spans come from and where bad messages go."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092",
+                                   description="Comma-separated host:port list.")
+    spans_topic: str = Field(default="otlp_spans",
+                             description="Topic of the OTel Collector kafka exporter's traces.")
+    logs_topic: str | None = Field(
+        default=None, description="Optional topic of OTLP logs carrying evaluation events "
+                                  "(the collector's default is `otlp_logs`).")
+    dead_letter_topic: str = Field(default="spanwatch_dlq",
+                                   description="Undecodable messages go here, reason in headers.")
+    encoding: Literal["auto", "otlp_proto", "otlp_json", "flat_json"] = Field(
+        default="auto", description="Message encoding; auto tells JSON from protobuf per message.")
+    start_from: Literal["beginning", "end"] = Field(
+        default="end", description="Where to start on a fresh run without recovery state.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    batch_size: int = Field(default=1000, gt=0, description="Messages per consumer poll.")
+    fetch_wait_max_ms: int | None = Field(
+        default=None, gt=0,
+        description="librdkafka fetch.wait.max.ms; set ~10 for the embedded tansu broker.")
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings shared by consumer, producer and admin clients."""
+        config = {"bootstrap.servers": self.bootstrap_servers,
+                  "security.protocol": self.security_protocol}
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password.get_secret_value()
+            if self.ssl_key_password else None,
+        }
+        config.update({k: str(v) for k, v in optional.items() if v is not None})
+        return config
+
+    def consumer_config(self) -> dict[str, str]:
+        """Extra consumer settings for Bytewax's KafkaSource (it sets bootstrap itself)."""
+        config = {k: v for k, v in self.client_config().items() if k != "bootstrap.servers"}
+        if self.fetch_wait_max_ms is not None:
+            config["fetch.wait.max.ms"] = str(self.fetch_wait_max_ms)
+        return config
+
+
+class Settings(BaseSettings):
+    """All of spanwatch's runtime configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPANWATCH_", env_nested_delimiter="__", env_file=".env",
+        env_file_encoding="utf-8", extra="ignore", frozen=True)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    rules_file: Path = Field(default=Path("alerts.toml"), description="The alert rules.")
+    output_file: Path | None = Field(
+        default=None, description="Also append findings as JSON lines to this file.")
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
