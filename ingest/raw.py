@@ -211,19 +211,32 @@ def _json_value(value: Any, where: str) -> AttrValue:
         raise MalformedMessage(where, f"attribute value must be an object, got {_kind(value)}")
     for key, item in value.items():
         if key == "stringValue":
-            return str(item)
+            return _json_str(item, f"{where}.stringValue")
         if key == "intValue":
-            return _json_int(item, where)
+            return _json_int(item, f"{where}.intValue")
         if key == "doubleValue":
-            return _json_float(item, where)
+            return _json_float(item, f"{where}.doubleValue")
         if key == "boolValue":
-            return bool(item)
+            if not isinstance(item, bool):
+                raise MalformedMessage(f"{where}.boolValue", f"expected true or false, got "
+                                                             f"{_kind(item)}")
+            return item
         if key == "arrayValue":
-            values = item.get("values", []) if isinstance(item, dict) else []
-            return [_json_value(v, f"{where}.arrayValue") for v in values]
-        if key in ("bytesValue", "kvlistValue"):
-            return item if key == "bytesValue" else None
+            array = _obj(item, f"{where}.arrayValue")
+            values = _list_at(array, ("values",), f"{where}.arrayValue")
+            return [_json_value(v, f"{where}.arrayValue.values[{i}]")
+                    for i, v in enumerate(values)]
+        if key == "bytesValue":
+            return _json_str(item, f"{where}.bytesValue")
+        if key == "kvlistValue":
+            return None  # nested maps carry no field we read
     return None
+
+
+def _json_str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise MalformedMessage(where, f"expected a string, got {_kind(value)}")
+    return value
 
 
 def _json_attrs(items: Any, where: str) -> Attributes:
@@ -245,6 +258,8 @@ def _json_int(value: Any, where: str) -> int:
         raise MalformedMessage(where, "expected an integer, got a boolean")
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
     if isinstance(value, str):
         try:
             return int(value)
@@ -335,7 +350,7 @@ def _json_span(span: Mapping[str, Any], resource: Attributes, where: str) -> Raw
     for e, event_item in enumerate(_list_at(span, ("events",), where)):
         e_where = f"{where}.events[{e}]"
         event = _obj(event_item, e_where)
-        name = str(event.get("name", ""))
+        name = _json_str(event.get("name", ""), f"{e_where}.name")
         keep = name in _EVENTS_WITH_READ_ATTRIBUTES
         events.append(
             RawEvent(
@@ -350,13 +365,13 @@ def _json_span(span: Mapping[str, Any], resource: Attributes, where: str) -> Raw
         span_id=span_id,
         parent_span_id=_json_id(span.get("parentSpanId"), f"{where}.parentSpanId", 8,
                                 optional=True),
-        name=str(span.get("name", "")),
+        name=_json_str(span.get("name", ""), f"{where}.name"),
         kind=_enum(span.get("kind", 0), SPAN_KIND_NAMES, "SPAN_KIND_", f"{where}.kind"),
         start_unix_ns=_json_int(span.get("startTimeUnixNano", 0), f"{where}.startTimeUnixNano"),
         end_unix_ns=_json_int(span.get("endTimeUnixNano", 0), f"{where}.endTimeUnixNano"),
         status_code=_enum(status.get("code", 0), ("UNSET", "OK", "ERROR"), "STATUS_CODE_",
                           f"{where}.status.code"),
-        status_message=str(status.get("message", "")),
+        status_message=_json_str(status.get("message", ""), f"{where}.status.message"),
         attributes=_json_attrs(span.get("attributes"), f"{where}.attributes"),
         resource=resource,
         events=events,
@@ -523,8 +538,9 @@ def decode_raw(value: bytes | None, encoding: Encoding, signal: Signal) -> RawBa
 
 
 def detect_encoding(value: bytes) -> Encoding:
-    """JSON when the value starts like a JSON object, else OTLP protobuf."""
-    return "otlp_json" if value[:1] in (b"{", b" ", b"\t", b"\r") else "otlp_proto"
+    """JSON when the value starts like JSON, else OTLP protobuf. (`{` and `[` can never start
+    an OTLP request: as protobuf tags they are field 15 / field 11 with a group wire type.)"""
+    return "otlp_json" if value[:1] in (b"{", b"[", b" ", b"\t", b"\r") else "otlp_proto"
 
 
 def decode_json_doc(doc: Mapping[str, Any]) -> RawBatch:

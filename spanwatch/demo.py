@@ -65,7 +65,7 @@ def run_demo(out_dir: Path, minutes: int = 30, output_format: str = "text") -> i
             bootstrap_servers=broker.bootstrap, spans_topic=SPANS_TOPIC,
             dead_letter_topic=DLQ_TOPIC, start_from="beginning",
             fetch_wait_max_ms=int(EMBEDDED_CLIENT_TUNING["fetch.wait.max.ms"])))
-        run_main(build_flow(settings, CallbackSink(write), tail=False))
+        run_main(build_flow(settings, CallbackSink(write), tail=False))  # type: ignore[no-untyped-call]
         dead_letters = _read_dead_letters(broker.bootstrap)
     result = DemoResult(traffic, report, dead_letters, time.monotonic() - started)
     findings = _findings(result)
@@ -94,16 +94,19 @@ def _read_dead_letters(bootstrap: str) -> list[dict[str, str]]:
                          **EMBEDDED_CLIENT_TUNING})
     partitions = consumer.list_topics(DLQ_TOPIC, timeout=10).topics[DLQ_TOPIC].partitions
     consumer.assign([TopicPartition(DLQ_TOPIC, p, 0) for p in partitions])
-    letters, at_end = [], set()
+    letters: list[dict[str, str]] = []
+    at_end: set[int] = set()
     deadline = time.monotonic() + 20
     while len(at_end) < len(partitions) and time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is None:
             continue
         if message.error():
-            at_end.add(message.partition())
+            at_end.add(message.partition() or 0)
             continue
-        headers = {k: v.decode() for k, v in (message.headers() or [])}
+        raw_headers = message.headers() or []
+        pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+        headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in pairs}
         letters.append({"reason": headers.get("spanwatch.error", "?"),
                         "source": f"{headers.get('spanwatch.source.topic')}/"
                                   f"{headers.get('spanwatch.source.partition')}@"
@@ -129,6 +132,7 @@ def _findings(result: DemoResult) -> dict[str, Any]:
     incident = result.traffic.incident
     return {
         "spans_published": result.traffic.spans,
+        "malformed_published": result.traffic.malformed,
         "records": report.records,
         "kinds": dict(report.kinds),
         "evaluations": report.evals,

@@ -13,7 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 MINUTE_NS = 60 * 1_000_000_000
@@ -56,8 +62,9 @@ def _attrs(attrs: dict[str, object]) -> list[KeyValue]:
     return [KeyValue(key=k, value=_value(v)) for k, v in attrs.items()]
 
 
-def _span(trace_id: bytes, span_id: bytes, parent: bytes, name: str, kind: int, start: int,
-          end: int, attrs: dict[str, object], *, error: str | None = None,
+def _span(trace_id: bytes, span_id: bytes, parent: bytes, name: str, *,
+          kind: Span.SpanKind.ValueType, start: int, end: int, attrs: dict[str, object],
+          error: str | None = None,
           events: list[tuple[str, int, dict[str, object]]] | None = None) -> Span:
     span = Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name, kind=kind,
                 start_time_unix_nano=start, end_time_unix_nano=end, attributes=_attrs(attrs))
@@ -70,9 +77,9 @@ def _span(trace_id: bytes, span_id: bytes, parent: bytes, name: str, kind: int, 
 
 def _request(service: str, version: str, spans: list[Span], scope: str) -> bytes:
     request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource={"attributes": _attrs({"service.name": service, "service.version": version,
-                                        "deployment.environment": "prod"})},
-        scope_spans=[ScopeSpans(scope={"name": scope}, spans=spans)])])
+        resource=Resource(attributes=_attrs({"service.name": service, "service.version": version,
+                                             "deployment.environment": "prod"})),
+        scope_spans=[ScopeSpans(scope=InstrumentationScope(name=scope), spans=spans)])])
     return bytes(request.SerializeToString())
 
 
@@ -144,10 +151,11 @@ def _support_trace(rng: random.Random, trace_id: bytes, start: int, minute: int,
             events.append(("gen_ai.evaluation.result", llm_start + duration,
                            {"gen_ai.evaluation.name": "relevance",
                             "gen_ai.evaluation.score.value": round(rng.uniform(0.7, 1.0), 2)}))
-    yield _span(trace_id, llm_id, root_id, f"chat {model}", Span.SPAN_KIND_CLIENT, llm_start,
-                llm_start + duration, attrs, error=error, events=events)
-    yield _span(trace_id, root_id, b"", "POST /chat", Span.SPAN_KIND_SERVER, start,
-                llm_start + duration + 3_000_000, {
+    yield _span(trace_id, llm_id, root_id, f"chat {model}", kind=Span.SPAN_KIND_CLIENT,
+                start=llm_start, end=llm_start + duration, attrs=attrs, error=error,
+                events=events)
+    yield _span(trace_id, root_id, b"", "POST /chat", kind=Span.SPAN_KIND_SERVER, start=start,
+                end=llm_start + duration + 3_000_000, attrs={
                     "http.route": "/chat", "app.prompt_template_version":
                     "support-v7" if rng.random() < 0.5 else "support-v8",
                     "session.id": f"s-{rng.randrange(500)}", "user.id": f"u-{rng.randrange(300)}",
@@ -159,10 +167,10 @@ def _search_trace(rng: random.Random, trace_id: bytes, start: int) -> Iterator[S
     root_id, retr_id, llm_id = rng.randbytes(8), rng.randbytes(8), rng.randbytes(8)
     retrieval_end = start + int(rng.lognormvariate(-2.5, 0.3) * SECOND_NS)
     llm_end = retrieval_end + int(rng.lognormvariate(0.0, 0.3) * SECOND_NS)
-    yield _span(trace_id, retr_id, root_id, "vector search", Span.SPAN_KIND_INTERNAL, start,
-                retrieval_end, {"openinference.span.kind": "RETRIEVER"})
-    yield _span(trace_id, llm_id, root_id, "ChatCompletion", Span.SPAN_KIND_INTERNAL,
-                retrieval_end, llm_end, {
+    yield _span(trace_id, retr_id, root_id, "vector search", kind=Span.SPAN_KIND_INTERNAL,
+                start=start, end=retrieval_end, attrs={"openinference.span.kind": "RETRIEVER"})
+    yield _span(trace_id, llm_id, root_id, "ChatCompletion", kind=Span.SPAN_KIND_INTERNAL,
+                start=retrieval_end, end=llm_end, attrs={
                     "openinference.span.kind": "LLM", "llm.system": "openai",
                     "llm.provider": "openai", "llm.model_name": "claude-3-5-sonnet-20241022",
                     "llm.invocation_parameters": '{"model": "claude-3-5-sonnet", "temperature": 0}',
@@ -171,5 +179,5 @@ def _search_trace(rng: random.Random, trace_id: bytes, start: int) -> Iterator[S
                     "llm.finish_reason": "stop", "session.id": f"q-{rng.randrange(200)}",
                     "llm.prompt_template.version": "search-v3",
                 })
-    yield _span(trace_id, root_id, b"", "GET /search", Span.SPAN_KIND_SERVER, start,
-                llm_end + 2_000_000, {"http.route": "/search"})
+    yield _span(trace_id, root_id, b"", "GET /search", kind=Span.SPAN_KIND_SERVER, start=start,
+                end=llm_end + 2_000_000, attrs={"http.route": "/search"})

@@ -45,7 +45,7 @@ def run_forever(settings: Settings, workers: int = 1) -> int:
     log.info("consuming topic=%s bootstrap=%s workers=%d", settings.kafka.spans_topic,
              settings.kafka.bootstrap_servers, workers)
     try:
-        cli_main(flow, workers_per_process=workers)
+        cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]
     finally:
         writer.close()
     return 0

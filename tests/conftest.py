@@ -1,0 +1,3 @@
+"""Shared fixtures: the Kafka broker under test (see tests/broker.py)."""
+
+pytest_plugins = ["tests.broker"]

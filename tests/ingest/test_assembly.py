@@ -1,0 +1,96 @@
+"""Trace assembly: root context joined onto LLM spans with a bounded wait."""
+
+from __future__ import annotations
+
+from ingest.assembly import TraceAssembler
+from ingest.span import EvalResult, EvalScore, LLMSpan, TraceContext
+
+S = 1_000_000_000
+
+
+def _span(trace: str, span_id: str, end_s: float, *, parent: str | None = "root",
+          kind: str = "llm", **context: str) -> LLMSpan:
+    return LLMSpan(trace_id=trace, span_id=span_id, parent_span_id=parent, kind=kind,  # type: ignore[arg-type]
+                   name=span_id, start_unix_ns=int((end_s - 1) * S), end_unix_ns=int(end_s * S),
+                   context=TraceContext(**context), request_model="gpt-4o-mini",
+                   provider="openai")
+
+
+def _eval(trace: str, span_id: str | None, name: str = "quality") -> EvalResult:
+    return EvalResult(trace_id=trace, span_id=span_id, at_unix_ns=0,
+                      score=EvalScore(name, 0.9), context=TraceContext())
+
+
+def _assembler(wait_s: float = 30, max_open: int = 1000) -> TraceAssembler:
+    return TraceAssembler(wait_ns=int(wait_s * S), max_open_traces=max_open,
+                          max_finished_traces=1000)
+
+
+def test_root_arriving_after_its_children_completes_their_context() -> None:
+    assembler = _assembler()
+    assert assembler.add(_span("t1", "llm-a", 10, service="bot")) == []
+    assert assembler.add(_span("t1", "llm-b", 11, service="bot")) == []
+    out = assembler.add(_span("t1", "root", 12, parent=None, kind="request",
+                              session_id="s1", prompt_template_version="v7"))
+    assert [r.span_id for r in out] == ["root", "llm-a", "llm-b"]
+    for span in out[1:]:
+        assert isinstance(span, LLMSpan)
+        assert span.context == TraceContext(service="bot", session_id="s1",
+                                            prompt_template_version="v7")
+
+
+def test_children_arriving_after_the_root_are_labelled_at_once() -> None:
+    assembler = _assembler()
+    assembler.add(_span("t1", "root", 12, parent=None, kind="request", session_id="s1"))
+    (late,) = assembler.add(_span("t1", "llm-late", 12.5))
+    assert isinstance(late, LLMSpan) and late.context.session_id == "s1"
+
+
+def test_trace_whose_root_never_arrives_is_released_after_the_wait() -> None:
+    assembler = _assembler(wait_s=30)
+    assembler.add(_span("lost", "llm", 100, session_id="s9"))
+    assert assembler.add(_span("other", "x", 129)) == []  # 29 s of stream time: still waiting
+    out = assembler.add(_span("other", "y", 131))          # 31 s: the wait has run out
+    assert [(r.trace_id, r.span_id) for r in out] == [("lost", "llm")]
+    assert isinstance(out[0], LLMSpan) and out[0].context.session_id == "s9"
+
+
+def test_spans_of_a_rootless_trace_share_what_each_knows() -> None:
+    assembler = _assembler(wait_s=1)
+    assembler.add(_span("t", "a", 10, session_id="s1"))
+    assembler.add(_span("t", "b", 10, prompt_template_version="v2"))
+    out = assembler.release_all()
+    assert {s.context for s in out} == {TraceContext(session_id="s1",
+                                                     prompt_template_version="v2")}
+
+
+def test_open_trace_cap_releases_the_oldest_first() -> None:
+    assembler = _assembler(max_open=2)
+    assembler.add(_span("t1", "a", 1))
+    assembler.add(_span("t2", "b", 1))
+    out = assembler.add(_span("t3", "c", 1))
+    assert [r.trace_id for r in out] == ["t1"]
+    assert assembler.released_early == 1
+    assert assembler.open_traces == 2
+
+
+def test_evaluation_is_labelled_like_the_span_it_judges() -> None:
+    assembler = _assembler()
+    assembler.add(_span("t1", "llm", 10, service="bot"))
+    assert assembler.add(_eval("t1", "llm")) == []  # waits with its trace
+    out = assembler.add(_span("t1", "root", 11, parent=None, kind="request",
+                              prompt_template_version="v7"))
+    (result,) = [r for r in out if isinstance(r, EvalResult)]
+    assert (result.model, result.provider) == ("gpt-4o-mini", "openai")
+    assert result.context == TraceContext(service="bot", prompt_template_version="v7")
+
+
+def test_evaluation_arriving_after_its_trace_was_released_is_still_labelled() -> None:
+    assembler = _assembler(wait_s=1)
+    assembler.add(_span("t1", "llm", 10, service="bot"))
+    assembler.add(_span("t1", "root", 11, parent=None, kind="request", session_id="s1"))
+    assembler.add(_span("t2", "x", 20))  # moves stream time past t1's wait
+    (result,) = assembler.add(_eval("t1", None))
+    assert isinstance(result, EvalResult)
+    assert result.model == "gpt-4o-mini"
+    assert result.context.session_id == "s1"
