@@ -1,0 +1,91 @@
+"""The detector contract: score a point against an online baseline, then learn it.
+
+In: one value per series per evaluation step (a window's metric), with its event time and,
+where it matters, the sample size behind it. Out: a `Score` that explains itself (value,
+baseline, spread, calibrated anomaly in [0, 1]) or None while the baseline is warming up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+
+StateT = TypeVar("StateT")
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A verdict on one point.
+
+    `is_anomalous` is the point-wise breach (true for every point outside the band, so rules can
+    apply `for:`); `is_onset` is true only for the first anomalous point of an incident, so a
+    step that stays up gives one signal, not one per point.
+    """
+
+    value: float
+    baseline: float
+    spread: float
+    anomaly: float
+    """Calibrated anomaly score in [0, 1]: how unusual the point is for this series."""
+    is_anomalous: bool
+    is_onset: bool
+    detector: str
+    detail: str = ""
+    """Short human-readable explanation, e.g. `z=4.2 vs hour-of-week baseline`."""
+
+
+@runtime_checkable
+class Detector(Protocol[StateT]):
+    """Online detector for one series. For each point: `score` first, then `learn`.
+
+    `score` never changes state. `snapshot()` is a frozen dataclass of plain data with a
+    `version` field; `restore(snapshot())` continues exactly like the original.
+    """
+
+    kind: ClassVar[str]
+
+    def score(self, value: float, at: datetime, *, n: int = 1) -> Score | None: ...
+
+    def learn(self, value: float, at: datetime, *, n: int = 1) -> None: ...
+
+    def snapshot(self) -> StateT: ...
+
+    @classmethod
+    def restore(cls, state: StateT) -> Self: ...
+
+
+class DetectorConfigError(ValueError):
+    """A detector parameter that is missing, unknown or out of range; the message names the
+    parameter, the value and what is allowed."""
+
+
+DetectorFactory = Callable[[Mapping[str, Any]], Detector[Any]]
+_REGISTRY: dict[str, DetectorFactory] = {}
+
+
+def register(kind: str) -> Callable[[DetectorFactory], DetectorFactory]:
+    """Register a factory under `kind` (the `kind` key of a detector table in alerts.toml)."""
+
+    def decorate(factory: DetectorFactory) -> DetectorFactory:
+        if kind in _REGISTRY:
+            raise ValueError(f"detector kind {kind!r} registered twice")
+        _REGISTRY[kind] = factory
+        return factory
+
+    return decorate
+
+
+def kinds() -> list[str]:
+    """Registered detector kinds, sorted."""
+    return sorted(_REGISTRY)
+
+
+def build(params: Mapping[str, Any]) -> Detector[Any]:
+    """Build a detector from its alerts.toml table, e.g. `{"kind": "zscore", "sigma": 3}`."""
+    kind = params.get("kind")
+    if kind not in _REGISTRY:
+        raise DetectorConfigError(
+            f"kind {kind!r} is unknown; expected one of {', '.join(kinds())}")
+    return _REGISTRY[str(kind)]({k: v for k, v in params.items() if k != "kind"})
