@@ -63,18 +63,30 @@ class DetectorConfigError(ValueError):
 
 DetectorFactory = Callable[[Mapping[str, Any]], Detector[Any]]
 _REGISTRY: dict[str, DetectorFactory] = {}
+_EXAMPLES: dict[str, dict[str, Any]] = {}
 
 
-def register(kind: str) -> Callable[[DetectorFactory], DetectorFactory]:
-    """Register a factory under `kind` (the `kind` key of a detector table in alerts.toml)."""
+def register(kind: str, *, example: Mapping[str, Any]) -> Callable[[DetectorFactory],
+                                                                   DetectorFactory]:
+    """Register a factory under `kind` (the `kind` key of a detector table in alerts.toml).
+
+    `example` is a valid parameter table (without `kind`); the shared detector check suite
+    builds every registered detector from it.
+    """
 
     def decorate(factory: DetectorFactory) -> DetectorFactory:
         if kind in _REGISTRY:
             raise ValueError(f"detector kind {kind!r} registered twice")
         _REGISTRY[kind] = factory
+        _EXAMPLES[kind] = dict(example)
         return factory
 
     return decorate
+
+
+def example_params(kind: str) -> dict[str, Any]:
+    """The example parameter table a detector kind was registered with (plus `kind`)."""
+    return {"kind": kind, **_EXAMPLES[kind]}
 
 
 def kinds() -> list[str]:
