@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -121,36 +121,48 @@ def _trace_id_hex(raw: bytes, where: str) -> str:
     return raw.hex()
 
 
+def _parse(message_type: Any, value: bytes) -> Any:
+    try:
+        return message_type.FromString(value)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise MalformedMessage("", f"not an OTLP {message_type.__name__}: {exc}") from None
+
+
+def _proto_items(resources: Any, scopes_field: str, items_field: str
+                 ) -> Iterator[tuple[Any, Attributes, str]]:
+    """Every span (or log record) of a request with its resource attributes and its place."""
+    resource_field = scopes_field.replace("scope", "resource")
+    for r, entry in enumerate(resources):
+        resource = _proto_attrs(entry.resource.attributes)
+        for s, scope in enumerate(getattr(entry, scopes_field)):
+            for i, item in enumerate(getattr(scope, items_field)):
+                where = f"{resource_field}[{r}].{scopes_field}[{s}].{items_field}[{i}]"
+                yield item, resource, where
+
+
 def decode_proto_traces(value: bytes) -> list[RawSpan]:
     """Spans of one `ExportTraceServiceRequest` (the collector's `otlp_proto` encoding)."""
-    try:
-        request = ExportTraceServiceRequest.FromString(value)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise MalformedMessage("", f"not an OTLP ExportTraceServiceRequest: {exc}") from None
+    request = _parse(ExportTraceServiceRequest, value)
     spans: list[RawSpan] = []
-    for r, resource_spans in enumerate(request.resource_spans):
-        resource = _proto_attrs(resource_spans.resource.attributes)
-        for s, scope_spans in enumerate(resource_spans.scope_spans):
-            for i, span in enumerate(scope_spans.spans):
-                where = f"resource_spans[{r}].scope_spans[{s}].spans[{i}]"
-                span_id = _span_id_hex(span.span_id, where, optional=False)
-                assert span_id is not None
-                spans.append(
-                    RawSpan(
-                        trace_id=_trace_id_hex(span.trace_id, where),
-                        span_id=span_id,
-                        parent_span_id=_span_id_hex(span.parent_span_id, where, optional=True),
-                        name=span.name,
-                        kind=int(span.kind),
-                        start_unix_ns=int(span.start_time_unix_nano),
-                        end_unix_ns=int(span.end_time_unix_nano),
-                        status_code=int(span.status.code),
-                        status_message=span.status.message,
-                        attributes=_proto_attrs(span.attributes),
-                        resource=resource,
-                        events=[_proto_event(e) for e in span.events],
-                    )
-                )
+    for span, resource, where in _proto_items(request.resource_spans, "scope_spans", "spans"):
+        span_id = _span_id_hex(span.span_id, where, optional=False)
+        assert span_id is not None
+        spans.append(
+            RawSpan(
+                trace_id=_trace_id_hex(span.trace_id, where),
+                span_id=span_id,
+                parent_span_id=_span_id_hex(span.parent_span_id, where, optional=True),
+                name=span.name,
+                kind=int(span.kind),
+                start_unix_ns=int(span.start_time_unix_nano),
+                end_unix_ns=int(span.end_time_unix_nano),
+                status_code=int(span.status.code),
+                status_message=span.status.message,
+                attributes=_proto_attrs(span.attributes),
+                resource=resource,
+                events=[_proto_event(e) for e in span.events],
+            )
+        )
     _require_content(value, spans, "resource_spans")
     return spans
 
@@ -171,27 +183,21 @@ _EVENTS_WITH_READ_ATTRIBUTES = frozenset({"exception", "gen_ai.evaluation.result
 
 def decode_proto_logs(value: bytes) -> list[RawLog]:
     """Log records of one `ExportLogsServiceRequest` (evaluation events live here)."""
-    try:
-        request = ExportLogsServiceRequest.FromString(value)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        raise MalformedMessage("", f"not an OTLP ExportLogsServiceRequest: {exc}") from None
+    request = _parse(ExportLogsServiceRequest, value)
     logs: list[RawLog] = []
-    for r, resource_logs in enumerate(request.resource_logs):
-        resource = _proto_attrs(resource_logs.resource.attributes)
-        for s, scope_logs in enumerate(resource_logs.scope_logs):
-            for i, record in enumerate(scope_logs.log_records):
-                where = f"resource_logs[{r}].scope_logs[{s}].log_records[{i}]"
-                attributes = _proto_attrs(record.attributes)
-                logs.append(
-                    RawLog(
-                        trace_id=_trace_id_hex(record.trace_id, where) if record.trace_id else None,
-                        span_id=_span_id_hex(record.span_id, where, optional=True),
-                        event_name=record.event_name or str(attributes.get("event.name") or ""),
-                        time_unix_ns=int(record.time_unix_nano or record.observed_time_unix_nano),
-                        attributes=attributes,
-                        resource=resource,
-                    )
-                )
+    for record, resource, where in _proto_items(request.resource_logs, "scope_logs",
+                                                "log_records"):
+        attributes = _proto_attrs(record.attributes)
+        logs.append(
+            RawLog(
+                trace_id=_trace_id_hex(record.trace_id, where) if record.trace_id else None,
+                span_id=_span_id_hex(record.span_id, where, optional=True),
+                event_name=record.event_name or str(attributes.get("event.name") or ""),
+                time_unix_ns=int(record.time_unix_nano or record.observed_time_unix_nano),
+                attributes=attributes,
+                resource=resource,
+            )
+        )
     _require_content(value, logs, "resource_logs")
     return logs
 
@@ -320,16 +326,20 @@ def _obj(item: Any, where: str) -> Mapping[str, Any]:
     return item
 
 
+def _json_resources(doc: Mapping[str, Any], keys: tuple[str, str]
+                    ) -> Iterator[tuple[Mapping[str, Any], Attributes, str]]:
+    """Each resource entry of an OTLP JSON document with its attributes and its place."""
+    for r, item in enumerate(_list_at(doc, keys, "")):
+        where = f"{keys[0]}[{r}]"
+        entry = _obj(item, where)
+        resource = _obj(entry.get("resource") or {}, f"{where}.resource")
+        yield entry, _json_attrs(resource.get("attributes"), f"{where}.resource.attributes"), where
+
+
 def decode_json_traces(doc: Mapping[str, Any]) -> list[RawSpan]:
     """Spans of an OTLP JSON traces document (`{"resourceSpans": [...]}`)."""
     spans: list[RawSpan] = []
-    for r, rs_item in enumerate(_list_at(doc, ("resourceSpans", "resource_spans"), "")):
-        rs_where = f"resourceSpans[{r}]"
-        rs = _obj(rs_item, rs_where)
-        resource = _json_attrs(
-            _obj(rs.get("resource") or {}, f"{rs_where}.resource").get("attributes"),
-            f"{rs_where}.resource.attributes",
-        )
+    for rs, resource, rs_where in _json_resources(doc, ("resourceSpans", "resource_spans")):
         scopes = _list_at(rs, ("scopeSpans", "scope_spans", "instrumentationLibrarySpans"),
                           rs_where)
         for s, ss in enumerate(scopes):
@@ -394,13 +404,7 @@ def _enum(value: Any, names: tuple[str, ...], prefix: str, where: str) -> int:
 def decode_json_logs(doc: Mapping[str, Any]) -> list[RawLog]:
     """Log records of an OTLP JSON logs document (`{"resourceLogs": [...]}`)."""
     logs: list[RawLog] = []
-    for r, rl_item in enumerate(_list_at(doc, ("resourceLogs", "resource_logs"), "")):
-        rl_where = f"resourceLogs[{r}]"
-        rl = _obj(rl_item, rl_where)
-        resource = _json_attrs(
-            _obj(rl.get("resource") or {}, f"{rl_where}.resource").get("attributes"),
-            f"{rl_where}.resource.attributes",
-        )
+    for rl, resource, rl_where in _json_resources(doc, ("resourceLogs", "resource_logs")):
         for s, sl in enumerate(_list_at(rl, ("scopeLogs", "scope_logs"), rl_where)):
             sl_where = f"{rl_where}.scopeLogs[{s}]"
             for i, rec_item in enumerate(_list_at(_obj(sl, sl_where), ("logRecords",),
