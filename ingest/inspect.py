@@ -15,6 +15,7 @@ from ingest.assembly import Record, TraceAssembler
 from ingest.config import IngestConfig
 from ingest.decode import DeadLetter, Decoder
 from ingest.export import record_to_json
+from ingest.raw import detect_encoding
 from ingest.recorded import read_messages
 
 _LOGS_TOPIC = "recorded-logs"
@@ -35,9 +36,12 @@ def inspect_files(files: Iterable[Path], config: IngestConfig) -> Iterator[Inspe
     for path in files:
         for message in read_messages(path):
             result = decoder.decode(message)
-            if isinstance(result, DeadLetter) and "holds no resource_spans" in result.reason:
-                # File recordings do not say which signal they hold; try logs next.
-                result = decoder.decode(replace(message, topic=_LOGS_TOPIC))
+            if isinstance(result, DeadLetter) and detect_encoding(message.value or b"") == \
+                    "otlp_proto":
+                # A protobuf recording does not say which signal it holds; try logs next and
+                # report the traces error if that fails too.
+                as_logs = decoder.decode(replace(message, topic=_LOGS_TOPIC))
+                result = result if isinstance(as_logs, DeadLetter) else as_logs
             if isinstance(result, DeadLetter):
                 yield InspectLine(error=f"{path}: message {message.offset}: {result.reason}")
                 continue

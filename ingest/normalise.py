@@ -24,7 +24,8 @@ from ingest.span import EvalResult, EvalScore, LLMSpan, SpanKind, TraceContext
 
 PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 REQUEST_MODEL_KEYS = ("gen_ai.request.model", "llm.request.model")
-RESPONSE_MODEL_KEYS = ("gen_ai.response.model", "llm.response.model", "llm.model_name")
+RESPONSE_MODEL_KEYS = ("gen_ai.response.model", "llm.response.model", "llm.model_name",
+                       "embedding.model_name")
 INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
                     "llm.token_count.prompt", "llm.usage.prompt_tokens")
 OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
@@ -110,7 +111,8 @@ class Normaliser:
     def _llm_span(self, raw: RawSpan, kind: SpanKind, context: TraceContext) -> LLMSpan:
         attrs = raw.attributes
         error = classify_error(raw)
-        request_model = _first_str(attrs, REQUEST_MODEL_KEYS) or _invocation_model(attrs)
+        invocation = _invocation_parameters(attrs)
+        request_model = _first_str(attrs, REQUEST_MODEL_KEYS) or _invocation_model(invocation)
         response_model = _first_str(attrs, RESPONSE_MODEL_KEYS)
         input_tokens = _first_int(attrs, INPUT_TOKEN_KEYS)
         output_tokens = _first_int(attrs, OUTPUT_TOKEN_KEYS)
@@ -142,7 +144,7 @@ class Normaliser:
             cached_input_tokens=cached,
             reasoning_tokens=_first_int(attrs, REASONING_TOKEN_KEYS),
             time_to_first_token_s=_time_to_first_token(raw) if is_model_call else None,
-            is_streaming=_first_bool(attrs, STREAMING_KEYS),
+            is_streaming=_streaming(attrs, invocation),
             finish_reasons=finish_reasons,
             is_error=error.is_error,
             error_kind=error.kind,
@@ -333,16 +335,31 @@ def _operation(attrs: Attributes, kind: SpanKind) -> str | None:
     return {"llm": "chat", "embedding": "embeddings", "retrieval": "retrieval"}.get(kind)
 
 
-def _invocation_model(attrs: Attributes) -> str | None:
-    # OpenInference keeps the requested model only inside the invocation parameters JSON.
-    params = attrs.get("llm.invocation_parameters")
-    if not isinstance(params, str) or '"model"' not in params:
-        return None
-    try:
-        parsed = json.loads(params)
-    except ValueError:
-        return None
-    model = parsed.get("model") if isinstance(parsed, dict) else None
+def _invocation_parameters(attrs: Attributes) -> dict[str, object]:
+    # OpenInference keeps the requested model and the stream flag only inside the invocation
+    # parameters JSON (`llm.` for chat, `embedding.` for embeddings).
+    for key in ("llm.invocation_parameters", "embedding.invocation_parameters"):
+        params = attrs.get(key)
+        if isinstance(params, str) and params.startswith("{"):
+            try:
+                parsed = json.loads(params)
+            except ValueError:
+                return {}
+            return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def _streaming(attrs: Attributes, invocation: dict[str, object]) -> bool | None:
+    flag = _first_bool(attrs, STREAMING_KEYS)
+    if flag is not None or not invocation:
+        return flag
+    # Recorded invocation parameters without "stream" mean the SDK default: not streaming.
+    stream = invocation.get("stream", False)
+    return stream if isinstance(stream, bool) else None
+
+
+def _invocation_model(params: dict[str, object]) -> str | None:
+    model = params.get("model")
     return model if isinstance(model, str) and model else None
 
 

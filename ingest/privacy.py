@@ -21,6 +21,7 @@ _CONTENT_EXACT = frozenset({
     "llm.prompt_template.template", "llm.prompt_template.variables", "llm.tools",
     # OpenLLMetry / Traceloop
     "traceloop.entity.input", "traceloop.entity.output", "llm.request.functions",
+    "traceloop.prompt.template",
 })
 
 _CONTENT_PREFIXES = (
@@ -30,6 +31,7 @@ _CONTENT_PREFIXES = (
     "retrieval.documents.", "reranker.input_documents.", "reranker.output_documents.",
     "reranker.query", "message.content", "gen_ai.request.headers.", "gen_ai.response.headers.",
     "http.request.header.", "http.response.header.",  # may carry auth tokens
+    "traceloop.prompt.template_variables.",
 )
 
 
