@@ -1,0 +1,1 @@
+"""Rules: alerts.toml (schema, validation), rule evaluation and the alert lifecycle."""
