@@ -1,0 +1,192 @@
+"""Session cost for the window stage: total cost per session, closed by an idle timeout.
+
+In: `SessionTouch`es (one span, or one batch's spans of a session in a minute) with event
+times. Out: `ClosedSession`s, each landing in the bucket of the minute its idle deadline falls
+in; `cost_per_session` is then the mean over sessions closed in a window (and its max).
+
+A session is a maximal run of one session id's spans with gaps < `idle_timeout` (event time).
+Segments merge whenever their gap is below the timeout, so arrival order does not matter: the
+result equals sorting every folded span first. Only sessions past `max_open` are approximated:
+the least recently touched one is closed early (flagged and counted) to bound memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ingest.span import LLMSpan
+from metrics.bucket import PICO_USD
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTouch:
+    """Activity of one session: its spans between two event times, their priced cost."""
+
+    session_id: str
+    first_unix_ns: int
+    last_unix_ns: int
+    cost_pusd: int = 0
+    priced_calls: int = 0
+    calls: int = 0
+    """Model calls (llm + embedding spans)."""
+
+    def __reduce__(self) -> tuple[type[SessionTouch], tuple[str, int, int, int, int, int]]:
+        return (SessionTouch, (self.session_id, self.first_unix_ns, self.last_unix_ns,
+                               self.cost_pusd, self.priced_calls, self.calls))
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedSession:
+    """A session that ended: `closed_unix_ns` is its last span plus the idle timeout."""
+
+    session_id: str
+    cost_pusd: int
+    priced_calls: int
+    calls: int
+    first_unix_ns: int
+    last_unix_ns: int
+    closed_unix_ns: int
+    is_early: bool = False
+    """Closed before its deadline because `max_open` sessions were open."""
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_pusd / PICO_USD
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsState:
+    """Plain-data state of a `SessionTracker`; segments in least-recently-touched order."""
+
+    version: int
+    segments: tuple[tuple[str, int, int, int, int, int], ...]
+    early: tuple[tuple[str, int, int, int, int, int], ...]
+    closed_early: int
+
+
+def touch_of(span: LLMSpan) -> SessionTouch | None:
+    """The session activity of one span, None when it carries no session id."""
+    session_id = span.context.session_id
+    if not session_id:
+        return None
+    is_call = span.kind in ("llm", "embedding")
+    cost = span.cost_usd
+    if not is_call or cost is None or not math.isfinite(cost):
+        return SessionTouch(session_id, span.end_unix_ns, span.end_unix_ns, 0, 0, int(is_call))
+    return SessionTouch(session_id, span.end_unix_ns, span.end_unix_ns,
+                        round(cost * PICO_USD), 1, 1)
+
+
+class SessionTracker:
+    """Open sessions of one series (see the module docstring)."""
+
+    __slots__ = ("_closed_early", "_early", "_idle_ns", "_max_open", "_open", "_segments")
+
+    def __init__(self, idle_timeout: timedelta, max_open: int = 1000) -> None:
+        if idle_timeout < timedelta(minutes=1):
+            raise ValueError(f"session idle_timeout must be >= 1 minute, got {idle_timeout}")
+        if max_open < 1:
+            raise ValueError(f"max_open_sessions must be >= 1, got {max_open}")
+        self._idle_ns = idle_timeout // timedelta(microseconds=1) * 1000
+        self._max_open = max_open
+        # session id -> its segments [first, last, cost, priced, calls], oldest touch first
+        self._open: dict[str, list[list[int]]] = {}
+        self._segments = 0
+        self._early: list[ClosedSession] = []
+        self._closed_early = 0
+
+    @property
+    def open_segments(self) -> int:
+        return self._segments
+
+    @property
+    def closed_early(self) -> int:
+        """Sessions closed before their deadline because of `max_open`, ever."""
+        return self._closed_early
+
+    def next_deadline_unix_ns(self) -> int | None:
+        """The earliest idle deadline of an open session."""
+        if self._early:
+            return min(session.closed_unix_ns for session in self._early)
+        lasts = [seg[1] for segs in self._open.values() for seg in segs]
+        return min(lasts) + self._idle_ns if lasts else None
+
+    def touch(self, touch: SessionTouch) -> None:
+        """Fold activity in, merging every segment it comes within `idle_timeout` of."""
+        merged = [touch.first_unix_ns, touch.last_unix_ns, touch.cost_pusd, touch.priced_calls,
+                  touch.calls]
+        kept: list[list[int]] = []
+        for seg in self._open.pop(touch.session_id, []):
+            if seg[0] - merged[1] < self._idle_ns and merged[0] - seg[1] < self._idle_ns:
+                merged = [min(seg[0], merged[0]), max(seg[1], merged[1]), seg[2] + merged[2],
+                          seg[3] + merged[3], seg[4] + merged[4]]
+                self._segments -= 1
+            else:
+                kept.append(seg)
+        kept.append(merged)
+        kept.sort()
+        self._segments += 1
+        self._open[touch.session_id] = kept  # re-inserted: now the most recently touched
+        while self._segments > self._max_open:
+            self._evict_oldest()
+
+    def close_until(self, unix_ns: int) -> list[ClosedSession]:
+        """Sessions whose deadline (last span + idle timeout) is <= `unix_ns`, and sessions
+        closed early since the last call; by deadline, then id."""
+        closed, self._early = self._early, []
+        for session_id in [sid for sid, segs in self._open.items()
+                           if segs[0][1] + self._idle_ns <= unix_ns]:
+            segs = self._open.pop(session_id)
+            still_open = []
+            for seg in segs:
+                if seg[1] + self._idle_ns <= unix_ns:
+                    closed.append(self._closed(session_id, seg, is_early=False))
+                    self._segments -= 1
+                else:
+                    still_open.append(seg)
+            if still_open:
+                self._open[session_id] = still_open
+        closed.sort(key=lambda s: (s.closed_unix_ns, s.session_id, s.first_unix_ns))
+        return closed
+
+    def _evict_oldest(self) -> None:
+        session_id = next(iter(self._open))
+        segs = self._open.pop(session_id)
+        self._early.append(self._closed(session_id, segs.pop(0), is_early=True))
+        self._closed_early += 1
+        self._segments -= 1
+        if segs:
+            self._open = {session_id: segs, **self._open}
+
+    def _closed(self, session_id: str, seg: list[int], *, is_early: bool) -> ClosedSession:
+        return ClosedSession(session_id, seg[2], seg[3], seg[4], seg[0], seg[1],
+                             seg[1] + self._idle_ns, is_early)
+
+    def snapshot(self) -> SessionsState:
+        return SessionsState(
+            version=STATE_VERSION,
+            segments=tuple((sid, seg[0], seg[1], seg[2], seg[3], seg[4])
+                           for sid, segs in self._open.items() for seg in segs),
+            early=tuple((s.session_id, s.first_unix_ns, s.last_unix_ns, s.cost_pusd,
+                         s.priced_calls, s.calls) for s in self._early),
+            closed_early=self._closed_early,
+        )
+
+    @classmethod
+    def restore(cls, state: SessionsState, idle_timeout: timedelta,
+                max_open: int = 1000) -> SessionTracker:
+        if state.version != STATE_VERSION:
+            raise ValueError(f"SessionsState version {state.version} is not supported")
+        tracker = cls(idle_timeout, max_open)
+        for sid, first, last, cost, priced, calls in state.segments:
+            tracker._open.setdefault(sid, []).append([first, last, cost, priced, calls])
+            tracker._segments += 1
+        tracker._early = [ClosedSession(sid, cost, priced, calls, first, last,
+                                        last + tracker._idle_ns, True)
+                          for sid, first, last, cost, priced, calls in state.early]
+        tracker._closed_early = state.closed_early
+        return tracker

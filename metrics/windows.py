@@ -1,0 +1,436 @@
+"""Event-time windows of one series: open minute buckets, closing, rollups and views.
+
+In: records (or pre-aggregated partial buckets) of one series, and the watermark. Out:
+`ClosedMinute`s in time order, explicit empty ones while the series is live, and `view(over,
+end)` buckets over the last minutes (minute ring), hours (hourly ring) or days (daily ring).
+
+Memory is bounded whatever the traffic: open minutes exist only between the closed edge and the
+newest record, closed minutes, hours and days sit in fixed rings as packed blobs, and sessions
+are capped. Rollups happen a per-series offset after the hour or day ends (`rollup_spread`),
+so a shard with many series does not do all of them at once; until then views use the finer
+ring, which holds enough to cover the gap.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ingest.span import EvalResult, LLMSpan
+from metrics.bucket import MINUTE_NS, Bucket, event_unix_ns, minute_of
+from metrics.bucket_state import BucketState, pack, unpack
+from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
+from metrics.ring import Ring, RingState
+from metrics.series import SeriesKey
+from metrics.sessions import SessionsState, SessionTouch, SessionTracker, touch_of
+from metrics.watermark import Lateness, lateness
+
+STATE_VERSION = 1
+HOUR_NS = 60 * MINUTE_NS
+DAY_NS = 24 * HOUR_NS
+
+
+def _ns(duration: timedelta) -> int:
+    return duration // timedelta(microseconds=1) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    """Sizes and timeouts of series windows. Defaults: views up to 1 h at minute resolution,
+    up to 1 d at hour resolution, up to 7 d at day resolution."""
+
+    minute_slots: int = 72
+    """Closed minutes kept; >= 60 + rollup_spread in minutes."""
+    hourly_slots: int = 26
+    """Rolled-up hours kept: 24 serve views up to a day, 2 more cover the staggered daily
+    rollup. Detectors keep their own long baselines, so more only costs memory (~1 KB each
+    for a busy series)."""
+    daily_slots: int = 8
+    rollup_spread: timedelta = timedelta(minutes=12)
+    """Hour and day rollups of a series run up to this long after the boundary."""
+    retire_after: timedelta = timedelta(hours=6)
+    """After this long without records (event time) a series stops emitting empty minutes and
+    its state is dropped; must exceed `session_idle_timeout`."""
+    session_idle_timeout: timedelta = timedelta(minutes=30)
+    max_open_sessions: int = 1000
+    """Per series; past it the least recently touched session closes early (counted)."""
+    categories: EvalCategories = field(default=DEFAULT_CATEGORIES)
+
+    def __post_init__(self) -> None:
+        spread_minutes = -(-self.rollup_spread // timedelta(minutes=1))
+        checks = (
+            ("rollup_spread", self.rollup_spread, timedelta(0) <= self.rollup_spread
+             <= timedelta(hours=1), "0..1h"),
+            ("minute_slots", self.minute_slots, self.minute_slots >= 60 + spread_minutes,
+             f">= {60 + spread_minutes} (60 + rollup_spread in minutes)"),
+            ("hourly_slots", self.hourly_slots, self.hourly_slots >= 26, ">= 26"),
+            ("daily_slots", self.daily_slots, self.daily_slots >= 1, ">= 1"),
+            ("session_idle_timeout", self.session_idle_timeout,
+             self.session_idle_timeout >= timedelta(minutes=1), ">= 1 minute"),
+            ("retire_after", self.retire_after,
+             self.retire_after > self.session_idle_timeout, "> session_idle_timeout"),
+            ("max_open_sessions", self.max_open_sessions, self.max_open_sessions >= 1, ">= 1"),
+        )
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"WindowConfig.{name} = {value!r} is out of range; "
+                                 f"expected {allowed}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedMinute:
+    """One closed event-time minute of one series. `bucket` is empty (not missing) for a live
+    series without traffic; treat it as read-only."""
+
+    key: SeriesKey
+    minute_start_unix_ns: int
+    bucket: Bucket
+
+    @property
+    def end_unix_ns(self) -> int:
+        return self.minute_start_unix_ns + MINUTE_NS
+
+    @property
+    def is_empty(self) -> bool:
+        return self.bucket.is_empty
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesWindowsState:
+    """Plain-data state of `SeriesWindows` (packed blobs are `pack`ed `BucketState`s)."""
+
+    version: int
+    key: SeriesKey
+    open: tuple[tuple[int, BucketState], ...]
+    closed_until_unix_ns: int | None
+    first_live_unix_ns: int | None
+    last_seen_unix_ns: int | None
+    too_late_pending: int
+    sessions: SessionsState | None
+    minutes: RingState
+    hours: RingState
+    days: RingState
+    hours_rolled_until_unix_ns: int | None
+    days_rolled_until_unix_ns: int | None
+
+
+class SeriesWindows:
+    """Windows of one series; see the module docstring."""
+
+    __slots__ = ("_closed_until", "_config", "_days", "_days_rolled", "_first_live", "_hours",
+                 "_hours_rolled", "_last_seen", "_minutes", "_open", "_sessions", "_stagger_ns",
+                 "_too_late", "key")
+
+    def __init__(self, key: SeriesKey, config: WindowConfig | None = None, *,
+                 closed_until_unix_ns: int | None = None) -> None:
+        self.key = key
+        self._config = config = config or WindowConfig()
+        self._open: dict[int, Bucket] = {}
+        self._closed_until = closed_until_unix_ns
+        self._first_live: int | None = None
+        self._last_seen: int | None = None
+        self._too_late = 0
+        self._sessions: SessionTracker | None = None
+        self._minutes = Ring(MINUTE_NS, config.minute_slots)
+        self._hours = Ring(HOUR_NS, config.hourly_slots)
+        self._days = Ring(DAY_NS, config.daily_slots)
+        self._hours_rolled: int | None = None
+        self._days_rolled: int | None = None
+        spread = config.rollup_spread // timedelta(minutes=1)
+        crc = zlib.crc32(repr(key).encode())
+        self._stagger_ns = (crc % (spread + 1)) * MINUTE_NS
+
+    # --- reading ---
+
+    @property
+    def closed_until_unix_ns(self) -> int | None:
+        """End of the last closed minute: records before it are too late."""
+        return self._closed_until
+
+    @property
+    def last_seen_unix_ns(self) -> int | None:
+        """Highest event time folded in."""
+        return self._last_seen
+
+    def is_idle_since(self, unix_ns: int) -> bool:
+        """No record with event time >= `unix_ns` was folded in."""
+        return self._last_seen is None or self._last_seen < unix_ns
+
+    @property
+    def is_retired(self) -> bool:
+        """Silent for `retire_after` with nothing left to emit: the owner may drop it."""
+        if self._open or self._too_late or (self._sessions and self._sessions.open_segments):
+            return False
+        if self._last_seen is None or self._closed_until is None:
+            return self._closed_until is not None
+        return self._closed_until - self._last_seen > _ns(self._config.retire_after)
+
+    @property
+    def open_minutes(self) -> tuple[int, ...]:
+        return tuple(sorted(self._open))
+
+    # --- adding ---
+
+    def add(self, record: LLMSpan | EvalResult,
+            watermark_unix_ns: int | None = None) -> Lateness:
+        """Fold one record into its minute unless that minute closed (then only counted)."""
+        event = event_unix_ns(record)
+        verdict = lateness(event, self._closed_until, watermark_unix_ns)
+        if verdict == "too_late":
+            self._too_late += 1
+            return verdict
+        bucket = self._bucket(minute_of(event))
+        bucket.fold(record, self._config.categories)
+        bucket.late_folded += verdict == "late_folded"
+        if isinstance(record, LLMSpan):
+            touch = touch_of(record)
+            if touch is not None:
+                self._session_tracker().touch(touch)
+        self._seen(event)
+        return verdict
+
+    def add_partial(self, minute_start_unix_ns: int, state: BucketState,
+                    sessions: tuple[SessionTouch, ...] = (),
+                    watermark_unix_ns: int | None = None) -> Lateness:
+        """Merge a pre-aggregated bucket of this series' records from one minute.
+
+        The whole partial gets one verdict: too late if its minute closed, late if even its
+        newest record is behind the watermark, else on time.
+        """
+        records = state.records
+        newest = state.max_event_unix_ns
+        verdict = lateness(minute_start_unix_ns if newest is None else newest,
+                           None, watermark_unix_ns)
+        if self._closed_until is not None and minute_start_unix_ns < self._closed_until:
+            self._too_late += records
+            return "too_late"
+        bucket = self._bucket(minute_start_unix_ns)
+        bucket.merge_state(state)
+        if verdict == "late_folded":
+            bucket.late_folded += records
+        for touch in sessions:
+            self._session_tracker().touch(touch)
+        if newest is not None:
+            self._seen(newest)
+        return verdict
+
+    def _bucket(self, minute: int) -> Bucket:
+        bucket = self._open.get(minute)
+        if bucket is None:
+            bucket = self._open[minute] = Bucket()
+        if self._first_live is None or minute < self._first_live:
+            self._first_live = minute
+        elif self._last_seen is not None \
+                and minute - self._last_seen > _ns(self._config.retire_after):
+            self._first_live = minute  # silent past retire_after: a new live stretch starts
+        return bucket
+
+    def _seen(self, event: int) -> None:
+        if self._last_seen is None or event > self._last_seen:
+            self._last_seen = event
+
+    def _session_tracker(self) -> SessionTracker:
+        if self._sessions is None:
+            self._sessions = SessionTracker(self._config.session_idle_timeout,
+                                            self._config.max_open_sessions)
+        return self._sessions
+
+    # --- closing ---
+
+    def close_until(self, watermark_unix_ns: int) -> list[ClosedMinute]:
+        """Close every minute ending at or before the watermark, oldest first.
+
+        A live series (a record within `retire_after`) gets an explicit empty minute when it
+        had no traffic; closed sessions and too-late counts land in the minute being closed.
+        """
+        target = minute_of(watermark_unix_ns)
+        minute = self._closed_until
+        if minute is None:
+            pending = [*self._open, target] if self._open else [target]
+            minute = min(pending)
+        closed: list[ClosedMinute] = []
+        while minute < target:
+            self._closed_until = minute
+            end = minute + MINUTE_NS
+            bucket = self._extras(self._open.pop(minute, None), end)
+            if bucket is None and not self._is_live(minute):
+                minute = self._next_busy_minute(minute, target)
+                continue
+            if bucket is None:
+                bucket = Bucket()
+            closed.append(ClosedMinute(self.key, minute, bucket))
+            self._store(minute, bucket)
+            minute = end
+        if self._closed_until is None or target > self._closed_until:
+            self._closed_until = target
+        self._roll_hours(due_by=self._closed_until)
+        return closed
+
+    def _extras(self, bucket: Bucket | None, end: int) -> Bucket | None:
+        """Fold closed sessions and too-late counts into the minute ending at `end`."""
+        sessions = self._sessions.close_until(end) if self._sessions is not None else []
+        if not sessions and not self._too_late:
+            return bucket
+        bucket = bucket or Bucket()
+        for session in sessions:
+            bucket.fold_session(session.cost_pusd, session.priced_calls,
+                                is_early=session.is_early)
+        bucket.too_late += self._too_late
+        self._too_late = 0
+        return bucket
+
+    def _is_live(self, minute: int) -> bool:
+        if self._first_live is None or self._last_seen is None or minute < self._first_live:
+            return False
+        return minute + MINUTE_NS - self._last_seen <= _ns(self._config.retire_after)
+
+    def _next_busy_minute(self, minute: int, target: int) -> int:
+        """The next minute with something to emit (or `target`), skipping silent stretches."""
+        candidates = [target, *(m for m in self._open if m > minute)]
+        if self._first_live is not None and self._first_live > minute:
+            candidates.append(self._first_live)
+        deadline = self._sessions.next_deadline_unix_ns() if self._sessions else None
+        if deadline is not None:
+            candidates.append(max(minute + MINUTE_NS, minute_of(deadline - 1)))
+        return min(candidates)
+
+    def _store(self, minute: int, bucket: Bucket) -> None:
+        """Put a closed minute into the minute ring and roll up what is due."""
+        end = minute + MINUTE_NS
+        # First roll up every hour that has minutes this put pushes out of the ring.
+        self._roll_hours(before=end - self._minutes.size * MINUTE_NS)
+        self._minutes.put(minute, None if bucket.is_empty else pack(bucket.to_state()))
+        self._closed_until = end
+        if self._hours_rolled is None:
+            self._hours_rolled = minute - minute % HOUR_NS
+        self._roll_hours(due_by=end)
+
+    def _roll_hours(self, *, before: int | None = None, due_by: int | None = None) -> None:
+        """Roll up complete hours: those starting before `before` (forced, the ring is about to
+        drop their minutes), or those that ended this series' stagger before `due_by`."""
+        closed = self._closed_until
+        while self._hours_rolled is not None and closed is not None \
+                and self._hours_rolled + HOUR_NS <= closed:
+            hour = self._hours_rolled
+            forced = before is not None and hour < before
+            due = due_by is not None and hour + HOUR_NS + self._stagger_ns <= due_by
+            if not (forced or due):
+                break
+            self._roll_days(before=hour + HOUR_NS - self._hours.size * HOUR_NS)
+            self._hours.put(hour, _merged(self._minutes, hour, hour + HOUR_NS))
+            self._hours_rolled = hour + HOUR_NS
+            if self._days_rolled is None:
+                self._days_rolled = hour - hour % DAY_NS
+            self._roll_days(due_by=due_by)
+
+    def _roll_days(self, *, before: int | None = None, due_by: int | None = None) -> None:
+        """Roll up complete days (all their hours rolled), forced or due as in `_roll_hours`."""
+        while self._days_rolled is not None and self._hours_rolled is not None \
+                and self._days_rolled + DAY_NS <= self._hours_rolled:
+            day = self._days_rolled
+            forced = before is not None and day < before
+            due = due_by is not None and day + DAY_NS + self._stagger_ns <= due_by
+            if not (forced or due):
+                break
+            self._days.put(day, _merged(self._hours, day, day + DAY_NS))
+            self._days_rolled = day + DAY_NS
+
+    # --- views ---
+
+    def covered(self, over: timedelta, end_unix_ns: int) -> tuple[int, int]:
+        """The exact interval `[start, end)` that `view(over, end_unix_ns)` merges."""
+        start, end, _ = self._plan(over, end_unix_ns)
+        return start, end
+
+    def view(self, over: timedelta, end_unix_ns: int) -> Bucket:
+        """Closed records in the `over` before `end_unix_ns`, merged into one bucket.
+
+        `end` is floored to a minute and clipped to the closed edge (open minutes are not
+        included). Going back from it, the view uses a whole day when one is rolled up and
+        fits, else a whole hour, else a minute; it stops when none fits or the rings do not
+        reach further. So views <= 1 h are exact minute sums; longer ones are exact over
+        `covered()`, which starts up to one hour (<= 1 d views) or one day (<= 8 d) after
+        `end - over` when the finer ring no longer holds that edge. Rates should use the
+        covered duration.
+        """
+        merged = Bucket()
+        for blob in self._plan(over, end_unix_ns)[2]:
+            merged.merge_state(unpack(blob))
+        return merged
+
+    def _plan(self, over: timedelta, end_unix_ns: int) -> tuple[int, int, list[bytes]]:
+        if over <= timedelta(0):
+            raise ValueError(f"view length must be positive, got {over}")
+        end = minute_of(end_unix_ns)
+        if self._closed_until is not None:
+            end = min(end, self._closed_until)
+        start = end - _ns(over)
+        blobs: list[bytes] = []
+        # Closed minutes are known back to the ring's oldest slot; those after its newest slot
+        # were skipped (the series was silent), so they are known to be empty.
+        ring_end = self._minutes.end_unix_ns
+        minutes_low = (end if ring_end is None else ring_end) - self._minutes.size * MINUTE_NS
+        t = end
+        while t > start:
+            if (t % DAY_NS == 0 and t - DAY_NS >= start and self._days_rolled is not None
+                    and t <= self._days_rolled and self._days.covers(t - DAY_NS)):
+                blob, t = self._days.get(t - DAY_NS), t - DAY_NS
+            elif (t % HOUR_NS == 0 and t - HOUR_NS >= start and self._hours_rolled is not None
+                  and t <= self._hours_rolled and self._hours.covers(t - HOUR_NS)):
+                blob, t = self._hours.get(t - HOUR_NS), t - HOUR_NS
+            elif t - MINUTE_NS >= start and t - MINUTE_NS >= minutes_low:
+                blob, t = self._minutes.get(t - MINUTE_NS), t - MINUTE_NS
+            else:
+                break
+            if blob is not None:
+                blobs.append(blob)
+        return t, end, blobs
+
+    # --- state ---
+
+    def snapshot(self) -> SeriesWindowsState:
+        return SeriesWindowsState(
+            version=STATE_VERSION, key=self.key,
+            open=tuple((m, b.to_state()) for m, b in sorted(self._open.items())),
+            closed_until_unix_ns=self._closed_until, first_live_unix_ns=self._first_live,
+            last_seen_unix_ns=self._last_seen, too_late_pending=self._too_late,
+            sessions=self._sessions.snapshot() if self._sessions is not None else None,
+            minutes=self._minutes.snapshot(), hours=self._hours.snapshot(),
+            days=self._days.snapshot(), hours_rolled_until_unix_ns=self._hours_rolled,
+            days_rolled_until_unix_ns=self._days_rolled)
+
+    @classmethod
+    def restore(cls, state: SeriesWindowsState,
+                config: WindowConfig | None = None) -> SeriesWindows:
+        if state.version != STATE_VERSION:
+            raise ValueError(f"SeriesWindowsState version {state.version} is not supported; "
+                             f"expected {STATE_VERSION}")
+        windows = cls(state.key, config, closed_until_unix_ns=state.closed_until_unix_ns)
+        config = windows._config
+        windows._open = {m: Bucket.from_state(s) for m, s in state.open}
+        windows._first_live = state.first_live_unix_ns
+        windows._last_seen = state.last_seen_unix_ns
+        windows._too_late = state.too_late_pending
+        if state.sessions is not None:
+            windows._sessions = SessionTracker.restore(
+                state.sessions, config.session_idle_timeout, config.max_open_sessions)
+        windows._minutes = Ring.restore(state.minutes, config.minute_slots)
+        windows._hours = Ring.restore(state.hours, config.hourly_slots)
+        windows._days = Ring.restore(state.days, config.daily_slots)
+        windows._hours_rolled = state.hours_rolled_until_unix_ns
+        windows._days_rolled = state.days_rolled_until_unix_ns
+        return windows
+
+
+def _merged(ring: Ring, start: int, end: int) -> bytes | None:
+    """Packed merge of a ring's blobs in [start, end), None when there are none."""
+    blobs = list(ring.blobs(start, end))
+    if not blobs:
+        return None
+    if len(blobs) == 1:
+        return blobs[0]
+    merged = Bucket()
+    for blob in blobs:
+        merged.merge_state(unpack(blob))
+    return pack(merged.to_state())
