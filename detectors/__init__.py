@@ -7,6 +7,8 @@ Importing this package registers every detector module listed below.
 from detectors.base import Detector, DetectorConfigError, Score, build, example_params, kinds
 
 # --- point detectors (threshold, zscore, ratio, percentile) ---
+from detectors import percentile, ratio, threshold, zscore  # noqa: F401  # isort: skip  (registers)
 # --- statistical detectors (drift, trend, novelty, two_sample) ---
+from . import drift, novelty, trend, two_sample  # noqa: F401  (registers)
 
 __all__ = ["Detector", "DetectorConfigError", "Score", "build", "example_params", "kinds"]

@@ -1,0 +1,1 @@
+"""Tests for the detect stage: the shared detector contract and the point detectors."""
