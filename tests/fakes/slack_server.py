@@ -1,0 +1,274 @@
+"""A local Slack server (real HTTP on 127.0.0.1): Web API chat.postMessage and incoming webhooks.
+
+Web API (https://api.slack.com/methods/chat.postMessage): POST /api/chat.postMessage with a
+bearer token -> HTTP 200 {"ok": true, "channel": "C...", "ts": "...", "message": {...}}, or
+HTTP 200 {"ok": false, "error": "invalid_auth" | "not_authed" | "channel_not_found" |
+"invalid_blocks" | "no_text" | "invalid_arguments"}; 429 {"ok": false, "error":
+"ratelimited"} with Retry-After when scripted. Webhooks
+(https://api.slack.com/messaging/webhooks#handling_errors): POST /services/T.../B.../SECRET ->
+200 "ok", or 400 "invalid_payload" / "no_text" / "invalid_blocks", 404 "no_service".
+Block Kit limits are checked as Slack does: 50 blocks, 3000 characters of section text,
+150 of header text.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+WEBHOOK_PATH = "/services/T00000000/B00000000/"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Names in lower case."""
+    body: bytes
+    status: int
+
+    def json(self) -> Any:
+        if self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return dict(parse_qsl(self.body.decode()))
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Scripted:
+    status: int
+    body: dict[str, Any] | str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def rate_limited(retry_after_s: int, *, webhook: bool = False) -> Scripted:
+    """Slack's 429: Retry-After in seconds (https://api.slack.com/docs/rate-limits)."""
+    body: dict[str, Any] | str = "rate_limited" if webhook else {"ok": False,
+                                                                 "error": "ratelimited"}
+    return Scripted(429, body, {"Retry-After": str(retry_after_s)})
+
+
+def api_error(code: str) -> Scripted:
+    """A Web API failure: HTTP 200 with ok false, like Slack."""
+    return Scripted(200, {"ok": False, "error": code})
+
+
+@dataclass(frozen=True, slots=True)
+class PostedMessage:
+    channel: str
+    ts: str
+    thread_ts: str | None
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+class _Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def block_errors(blocks: object) -> list[str]:
+    """Block Kit violations, worded like Slack's invalid_blocks details."""
+    if not isinstance(blocks, list):
+        return ["must be an array [json-pointer:/blocks]"]
+    errors = []
+    if len(blocks) > 50:
+        errors.append("must be less than 51 items [json-pointer:/blocks]")
+    for i, block in enumerate(blocks):
+        text = (block.get("text") or {}).get("text", "") if isinstance(block, dict) else ""
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "section" and len(text) > 3000:
+            errors.append(f"must be less than 3001 characters [json-pointer:/blocks/{i}/text/text]")
+        if kind == "header" and len(text) > 150:
+            errors.append(f"must be less than 151 characters [json-pointer:/blocks/{i}/text/text]")
+    return errors
+
+
+class FakeSlack:
+    """Slack on 127.0.0.1: `api_url` for the Web API, `webhook_url` for the incoming webhook."""
+
+    def __init__(self, *, bot_token: str, webhook_secret: str,
+                 channels: dict[str, str] | None = None) -> None:
+        self.bot_token = bot_token
+        self.webhook_secret = webhook_secret
+        self.channels = channels or {"#llm-alerts": "C0LLMALERTS"}
+        """Channel name -> id; posting by name or id both work."""
+        self._lock = threading.Condition()
+        self._requests: list[RecordedRequest] = []
+        self._script: deque[Scripted] = deque()
+        self.messages: list[PostedMessage] = []
+        self._ts = 1_715_000_000_000_100
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def start(self) -> FakeSlack:
+        self._server = _Server(("127.0.0.1", self.port), self._handler())
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True,
+                                        name=f"fake-slack-{self.port}")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    down = stop
+
+    def up(self) -> None:
+        self.start()
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}{self.webhook_secret}"
+
+    def script(self, *answers: Scripted) -> None:
+        with self._lock:
+            self._script.extend(answers)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.1))
+        return True
+
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Scripted:
+        if path.startswith("/api/"):
+            with self._lock:
+                if self._script:
+                    return self._script.popleft()
+            return self._web_api(path.removeprefix("/api/"), headers, body)
+        if path.startswith(WEBHOOK_PATH):
+            with self._lock:
+                if self._script:
+                    return self._script.popleft()
+            if path != WEBHOOK_PATH + self.webhook_secret:
+                return Scripted(404, "no_service")
+            return self._webhook(body)
+        return Scripted(404, "not found")
+
+    def _args(self, headers: dict[str, str], body: bytes) -> dict[str, Any] | None:
+        try:
+            if headers.get("content-type", "").startswith("application/json"):
+                parsed = json.loads(body or b"{}")
+                return parsed if isinstance(parsed, dict) else None
+            return dict(parse_qsl(body.decode()))
+        except ValueError:
+            return None
+
+    def _web_api(self, method: str, headers: dict[str, str], body: bytes) -> Scripted:
+        auth = headers.get("authorization", "")
+        if not auth:
+            return api_error("not_authed")
+        if auth != f"Bearer {self.bot_token}":
+            return api_error("invalid_auth")
+        args = self._args(headers, body)
+        if args is None:
+            return api_error("invalid_json")
+        if method == "auth.test":
+            return Scripted(200, {"ok": True, "user": "spanwatch", "team": "T00000000"})
+        if method != "chat.postMessage":
+            return api_error("unknown_method")
+        channel = str(args.get("channel", ""))
+        channel_id = self.channels.get(channel) or (
+            channel if channel in self.channels.values() else None)
+        if channel_id is None:
+            return api_error("channel_not_found")
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):  # form-encoded requests carry blocks as a JSON string
+            blocks = json.loads(blocks)
+        if not args.get("text") and not blocks:
+            return api_error("no_text")
+        if blocks is not None and (errors := block_errors(blocks)):
+            return Scripted(200, {"ok": False, "error": "invalid_blocks", "errors": errors})
+        with self._lock:
+            self._ts += 100
+            ts = f"{self._ts // 1_000_000}.{self._ts % 1_000_000:06d}"
+            thread_ts = args.get("thread_ts")
+            self.messages.append(PostedMessage(channel_id, ts, thread_ts, str(args.get("text")),
+                                               list(blocks or [])))
+        message = {"type": "message", "text": args.get("text", ""), "ts": ts,
+                   "user": "U0SPANWATCH", "bot_id": "B0SPANWATCH"}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        return Scripted(200, {"ok": True, "channel": channel_id, "ts": ts, "message": message})
+
+    def _webhook(self, body: bytes) -> Scripted:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return Scripted(400, "invalid_payload")
+        if not isinstance(payload, dict):
+            return Scripted(400, "invalid_payload")
+        blocks = payload.get("blocks")
+        if not payload.get("text") and not blocks:
+            return Scripted(400, "no_text")
+        if blocks is not None and block_errors(blocks):
+            return Scripted(400, "invalid_blocks")
+        with self._lock:
+            self._ts += 100
+            self.messages.append(PostedMessage("webhook", str(self._ts), None,
+                                               str(payload.get("text")), list(blocks or [])))
+        return Scripted(200, "ok")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = fake._answer(self.path, headers, body)
+                with fake._lock:  # recorded before answering: the client sees it done after
+                    fake._requests.append(
+                        RecordedRequest("POST", self.path, headers, body, answer.status))
+                    fake._lock.notify_all()
+                is_json = isinstance(answer.body, dict)
+                data = (json.dumps(answer.body) if is_json else str(answer.body)).encode()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json; charset=utf-8" if is_json
+                                 else "text/plain; charset=utf-8")
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
