@@ -15,3 +15,9 @@ UNKNOWN_COST = Counter("spanwatch_unknown_cost_spans_total",
 OPEN_TRACES = Gauge("spanwatch_open_traces", "Traces waiting for their root span")
 TRACES_RELEASED_EARLY = Counter("spanwatch_traces_released_early_total",
                                 "Traces released before the wait ran out (open-trace cap hit)")
+LATE_RECORDS = Counter("spanwatch_late_records_total",
+                       "Records behind the watermark: folded while their minute was open, or "
+                       "too late (counted in the next closed minute)", ["verdict"])
+CLOSED_MINUTES = Counter("spanwatch_closed_minutes_total", "Series-minutes closed")
+ALERT_EVENTS = Counter("spanwatch_alert_events_total", "Alert lifecycle transitions",
+                       ["state", "tier"])

@@ -1,20 +1,26 @@
-"""The spanwatch dataflow: Kafka -> decode (bad messages -> DLQ) -> trace assembly -> sink.
+"""The spanwatch dataflow. Only wiring lives here; every step calls a stage package.
 
-Only wiring lives here; every step calls a stage package. Step ids are stable: recovery state
-is stored under them.
+    Kafka -> decode (bad message -> DLQ) -> trace assembly (key: trace shard)
+          -> pre-aggregate per (series, minute) -> windows + rules + lifecycle (key: series
+             shard) -> inhibition, silences, grouping (key: "alerts") -> sinks
+
+Event time: decode emits a `Progress` per source partition and batch, broadcast to every
+assembly and window shard, so each computes the same watermark (the minimum over all source
+partitions); a partition running ahead cannot close another's minutes. Step ids are stable:
+recovery state is stored under them.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from flows import instruments
@@ -25,118 +31,182 @@ from flows.kafka_io import (
     to_dead_letter_message,
     to_source_message,
 )
+from flows.steps import (
+    AlertRoutingLogic,
+    AssemblyLogic,
+    AssemblyState,
+    Progress,
+    RoutingState,
+    WatermarkPolicy,
+    WindowLogic,
+    WindowState,
+    group_policies,
+    lifecycle_policy,
+    new_watermark,
+)
 from ingest.assembly import Record, TraceAssembler
 from ingest.decode import DeadLetter, Decoded, Decoder
+from metrics.bucket import event_unix_ns
+from metrics.partial import preaggregate_by
+from metrics.shard import ShardWindows
+from rules.config import RulesConfig
+from rules.evaluate import RuleEvaluator
+from rules.families import families
+from rules.grouping import AlertGroup, Grouper
+from rules.inhibition import Inhibitor, IsSilenced
+from rules.lifecycle import AlertLifecycle
+from rules.records import AlertEvent
 from spanwatch.settings import Settings
 
-ASSEMBLY_SHARDS = 64
-"""Trace assembly state is split into this many keyed shards (spread over workers)."""
+ASSEMBLY_SHARDS = 16
+WINDOW_SHARDS = 16
+"""State is split into this many keys per step (spread over workers by Bytewax)."""
+ASSEMBLY_KEYS = tuple(f"a{i}" for i in range(ASSEMBLY_SHARDS))
+WINDOW_KEYS = tuple(f"w{i}" for i in range(WINDOW_SHARDS))
+
+Keyed = tuple[str, Any]
 
 
-def trace_shard(record: Record) -> str:
-    """Shard key of a record: all records of one trace land in the same shard."""
-    return str(zlib.crc32(record.trace_id.encode()) % ASSEMBLY_SHARDS)
+@dataclass(frozen=True)
+class FlowSinks:
+    """Where the flow's outputs go; only `groups` is required in production."""
+
+    groups: Sink[AlertGroup]
+    events: Sink[AlertEvent] | None = None
+    records: Sink[Record] | None = None
+    dead_letters: Sink[Any] | None = None
 
 
-def decode_batch(decoder: Decoder, items: list[KafkaItem]) -> list[Decoded | DeadLetter]:
-    out: list[Decoded | DeadLetter] = []
+@dataclass(frozen=True)
+class FlowOptions:
+    partitions: tuple[str, ...]
+    """Source partitions the watermark waits for (`<partition>-<topic>` as Bytewax names them)."""
+    tail: bool = True
+    source: Source[Any] | None = None
+    is_silenced: IsSilenced | None = None
+    on_closed: Callable[[int], None] | None = field(default=None)
+
+
+def trace_shard(trace_id: str) -> str:
+    return f"a{zlib.crc32(trace_id.encode()) % ASSEMBLY_SHARDS}"
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"{partition}-{topic}"
+
+
+def decode_batch(decoder: Decoder, items: list[KafkaItem]) -> list[DeadLetter | Keyed]:
+    """Decode a source batch: dead letters, records keyed by trace shard, and progress."""
+    out: list[DeadLetter | Keyed] = []
+    progress: dict[str, int] = {}
     for item in items:
         message = to_source_message(item)
         result = message if isinstance(message, DeadLetter) else decoder.decode(message)
         if isinstance(result, DeadLetter):
             instruments.MESSAGES.labels("dead_lettered").inc()
-        else:
-            instruments.MESSAGES.labels("decoded").inc()
-            instruments.SPANS_DROPPED.inc(result.raw_span_count - len(result.spans))
-            for span in result.spans:
-                instruments.SPANS.labels(span.kind).inc()
-                if span.unknown_cost_reason is not None:
-                    instruments.UNKNOWN_COST.labels(span.unknown_cost_reason).inc()
-            instruments.EVALS.inc(len(result.evals))
-        out.append(result)
+            out.append(result)
+            continue
+        instruments.MESSAGES.labels("decoded").inc()
+        _count(result)
+        partition = partition_key(message.topic, message.partition)  # type: ignore[union-attr]
+        records: tuple[Record, ...] = (*result.spans, *result.evals)
+        for record in records:
+            out.append((trace_shard(record.trace_id), record))
+            at = event_unix_ns(record)
+            if at > progress.get(partition, -1):
+                progress[partition] = at
+    wall = _wall_ns()
+    for partition, at in progress.items():
+        for key in (*ASSEMBLY_KEYS, *WINDOW_KEYS):
+            out.append((key, Progress(partition, at, wall, key)))
     return out
 
 
-def records_of(decoded: Decoded) -> Iterable[Record]:
-    yield from decoded.spans
-    yield from decoded.evals
+def _count(result: Decoded) -> None:
+    instruments.SPANS_DROPPED.inc(result.raw_span_count - len(result.spans))
+    for span in result.spans:
+        instruments.SPANS.labels(span.kind).inc()
+        if span.unknown_cost_reason is not None:
+            instruments.UNKNOWN_COST.labels(span.unknown_cost_reason).inc()
+    instruments.EVALS.inc(len(result.evals))
 
 
-class AssemblyLogic(StatefulBatchLogic[Record, Record, TraceAssembler]):
-    """Bytewax adapter of `TraceAssembler` for one shard.
+def _wall_ns() -> int:
+    import time  # noqa: PLC0415 - the only clock read of this module, kept visible
 
-    Stream time comes from the records; the wall clock only serves as an idle timer: when a
-    shard receives nothing for `wait` it releases what it holds (the stream has gone quiet).
-    """
-
-    def __init__(self, assembler: TraceAssembler, wait: timedelta) -> None:
-        self._assembler = assembler
-        self._wait = wait
-        self._reported_open = 0
-
-    def _report_open(self) -> None:
-        # One process-wide gauge; each shard adds its own change.
-        instruments.OPEN_TRACES.inc(self._assembler.open_traces - self._reported_open)
-        self._reported_open = self._assembler.open_traces
-
-    def on_batch(self, values: list[Record]) -> tuple[Iterable[Record], bool]:
-        out: list[Record] = []
-        before = self._assembler.released_early
-        for record in values:
-            out.extend(self._assembler.add(record))
-        instruments.TRACES_RELEASED_EARLY.inc(self._assembler.released_early - before)
-        self._report_open()
-        return out, False
-
-    def on_notify(self) -> tuple[Iterable[Record], bool]:
-        out = self._assembler.release_all()
-        self._report_open()
-        return out, False
-
-    def on_eof(self) -> tuple[Iterable[Record], bool]:
-        out = self._assembler.release_all()
-        self._report_open()
-        return out, False
-
-    def notify_at(self) -> datetime | None:
-        if self._assembler.open_traces == 0:
-            return None
-        return datetime.now(UTC) + self._wait
-
-    def snapshot(self) -> TraceAssembler:
-        return self._assembler
+    return time.time_ns()
 
 
-def build_flow(settings: Settings, records: Sink[Record], *,
-               source: Source[Any] | None = None,
-               dead_letters: Sink[Any] | None = None, tail: bool = True) -> Dataflow:
-    """Wire the flow. `source`/`dead_letters` default to Kafka per `settings.kafka`."""
-    kafka = settings.kafka
-    ingest = settings.ingest
+def preaggregate_batch(rules: RulesConfig, records: list[Record]) -> list[Keyed]:
+    """One partial bucket per (rule family, series, minute) of the batch, keyed by the shard
+    that owns the series."""
+    out: list[Keyed] = []
+    for family in families(rules):
+        for partial in preaggregate_by(records, [family.key_of]):
+            out.append((f"w{family.shard_of(partial.key, WINDOW_SHARDS)}", partial))
+    return out
+
+
+def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
+               options: FlowOptions) -> Dataflow:
+    """Wire the flow; the source defaults to Kafka per `settings.kafka`."""
+    kafka, ingest = settings.kafka, settings.ingest
     decoder = Decoder(ingest, encoding=kafka.encoding,
                       logs_topics=[kafka.logs_topic] if kafka.logs_topic else [])
+    watermark_policy = WatermarkPolicy(options.partitions, settings.idle_partition_timeout,
+                                       settings.allowed_lateness)
     flow = Dataflow("spanwatch")
     items: Stream[KafkaItem] = op.input("spans_in", flow,
-                                        source or build_source(kafka, tail=tail))
-    results = op.flat_map_batch("decode", items, lambda batch: decode_batch(decoder, batch))
-    branch = op.branch("split_dead", results, lambda r: isinstance(r, DeadLetter))
-    letters: Stream[DeadLetter] = branch.trues  # type: ignore[assignment]
+                                        options.source or build_source(kafka, tail=options.tail))
+    decoded = op.flat_map_batch("decode", items, lambda batch: decode_batch(decoder, batch))
+    split = op.branch("split_dead", decoded, lambda r: isinstance(r, DeadLetter))
+    letters = cast(Stream[DeadLetter], split.trues)
     op.output("dead_letters_out", op.map("dead_letter_msg", letters, to_dead_letter_message),
-              dead_letters or build_dead_letter_sink(kafka))
-    decoded: Stream[Decoded] = branch.falses  # type: ignore[assignment]
-    flat = op.flat_map("records", decoded, records_of)
-    keyed = op.key_on("by_trace", flat, trace_shard)
+              sinks.dead_letters or build_dead_letter_sink(kafka))
+    keyed = cast(Stream[Keyed], split.falses)
+    by_step = op.branch("split_steps", keyed, lambda kv: kv[0].startswith("a"))
+
     wait = timedelta(seconds=ingest.assembly_wait_s)
-    shards = ASSEMBLY_SHARDS
 
-    def build_assembly(resume: TraceAssembler | None) -> AssemblyLogic:
-        assembler = resume or TraceAssembler(
-            wait_ns=int(ingest.assembly_wait_s * 1e9),
-            max_open_traces=max(1, ingest.assembly_max_traces // shards),
-            max_finished_traces=max(1, ingest.eval_context_traces // shards))
-        return AssemblyLogic(assembler, wait)
+    def build_assembly(resume: AssemblyState | None) -> AssemblyLogic:
+        return AssemblyLogic(resume or AssemblyState(
+            TraceAssembler(wait_ns=int(ingest.assembly_wait_s * 1e9),
+                           max_open_traces=max(1, ingest.assembly_max_traces // ASSEMBLY_SHARDS),
+                           max_finished_traces=max(1, ingest.eval_context_traces
+                                                   // ASSEMBLY_SHARDS),
+                           own_clock=False),
+            new_watermark(watermark_policy, timedelta(0))))
 
-    assembled = op.stateful_batch("assemble", keyed, build_assembly)
-    op.output("records_out", op.key_rm("unkey", assembled), records)
+    assembled = op.key_rm("assembled", op.stateful_batch("assemble", by_step.trues,
+                                                         build_assembly))
+    if sinks.records is not None:
+        op.output("records_out", assembled, sinks.records)
+    partials = op.flat_map_batch("preaggregate", assembled,
+                                 lambda batch: preaggregate_batch(rules, batch))
+    window_in = op.merge("window_in", partials, by_step.falses)
+    policies = lifecycle_policy(rules)
+
+    def build_windows(resume: WindowState | None) -> WindowLogic:
+        # Windows close behind the source watermark by the assembly wait (records held there
+        # are not late) plus the allowed lateness.
+        return WindowLogic(resume or WindowState(
+            ShardWindows(), new_watermark(watermark_policy, wait + settings.allowed_lateness),
+            RuleEvaluator(rules), AlertLifecycle()), policies, options.on_closed)
+
+    window_out = op.stateful_batch("windows", window_in, build_windows)
+    to_routing = op.map("to_routing", window_out, lambda kv: ("alerts", kv[1]))
+    tiers = group_policies(rules)
+
+    def build_routing(resume: RoutingState | None) -> AlertRoutingLogic:
+        return AlertRoutingLogic(resume or RoutingState(
+            Inhibitor(rules.inhibit, is_silenced=options.is_silenced),  # type: ignore[arg-type]
+            {tier: Grouper(policy, key=f"tier{tier}") for tier, policy in tiers.items()},
+            shards=WINDOW_SHARDS))
+
+    routed = op.key_rm("routed", op.stateful_batch("route", to_routing, build_routing))
+    split_out = op.branch("split_groups", routed, lambda r: isinstance(r, AlertGroup))
+    op.output("groups_out", cast(Stream[AlertGroup], split_out.trues), sinks.groups)
+    if sinks.events is not None:
+        op.output("events_out", cast(Stream[AlertEvent], split_out.falses), sinks.events)
     return flow
 

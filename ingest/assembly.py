@@ -43,10 +43,15 @@ class _Finished:
 class TraceAssembler:
     """Holds LLM spans until their trace's root context is known (or the wait runs out)."""
 
-    def __init__(self, wait_ns: int, max_open_traces: int, max_finished_traces: int) -> None:
+    def __init__(self, wait_ns: int, max_open_traces: int, max_finished_traces: int, *,
+                 own_clock: bool = True) -> None:
         if wait_ns <= 0:
             raise ValueError(f"wait_ns must be > 0, got {wait_ns}")
         self._wait_ns = wait_ns
+        self._own_clock = own_clock
+        """True: stream time is the latest span end this assembler saw. False: the caller
+        drives it with `advance` (the flow passes the watermark over all source partitions,
+        so one partition running ahead cannot release another's traces early)."""
         self._max_open = max_open_traces
         self._max_finished = max_finished_traces
         self._open: OrderedDict[str, _OpenTrace] = OrderedDict()  # oldest deadline first
@@ -64,7 +69,8 @@ class TraceAssembler:
         """Take one record; return the records that are ready now."""
         out: list[Record] = []
         if isinstance(record, LLMSpan):
-            self.now_unix_ns = max(self.now_unix_ns, record.end_unix_ns)
+            if self._own_clock:
+                self.now_unix_ns = max(self.now_unix_ns, record.end_unix_ns)
             self._add_span(record, out)
         else:
             self._add_eval(record, out)
@@ -117,6 +123,11 @@ class TraceAssembler:
     def _label_evals(self, trace: _OpenTrace, evals: list[EvalResult]) -> list[Record]:
         context = trace.root_context or TraceContext()
         return [_labelled(e, context, trace.subject, trace.subjects_by_span) for e in evals]
+
+    def advance(self, now_unix_ns: int) -> list[Record]:
+        """Move stream time forward (external clock) and release what is due."""
+        self.now_unix_ns = max(self.now_unix_ns, now_unix_ns)
+        return self.release_due(self.now_unix_ns)
 
     def release_due(self, now_unix_ns: int) -> list[Record]:
         """Release every trace whose wait has run out by stream time `now_unix_ns`."""

@@ -7,7 +7,7 @@ one per (series, minute) with the batch's bucket state and session touches of th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ingest.span import EvalResult, LLMSpan
@@ -38,13 +38,32 @@ def preaggregate(records: Iterable[LLMSpan | EvalResult],
     gap can reach the idle timeout (>= 1 minute), so this loses nothing.
     """
     groups = sorted({canonical_group_by(tuple(g)) for g in group_bys})
+    return preaggregate_by(records, [_series_of(group) for group in groups],
+                           categories=categories)
+
+
+def _series_of(group: tuple[str, ...]) -> KeyFunction:
+    return lambda record: series_key(record, group)
+
+
+KeyFunction = Callable[[LLMSpan | EvalResult], SeriesKey | None]
+"""The series a record belongs to under one way of grouping, None when it belongs to none
+(e.g. a rule's filters reject it)."""
+
+
+def preaggregate_by(records: Iterable[LLMSpan | EvalResult], key_functions: Sequence[KeyFunction],
+                    *, categories: EvalCategories = DEFAULT_CATEGORIES) -> list[Partial]:
+    """`preaggregate` with arbitrary series key functions (filtered rule families)."""
     buckets: dict[tuple[SeriesKey, int], Bucket] = {}
     touches: dict[tuple[SeriesKey, int], dict[str, SessionTouch]] = {}
     for record in records:
         minute = minute_of(event_unix_ns(record))
         touch = touch_of(record) if isinstance(record, LLMSpan) else None
-        for group in groups:
-            slot = (series_key(record, group), minute)
+        for key_of_record in key_functions:
+            key = key_of_record(record)
+            if key is None:
+                continue
+            slot = (key, minute)
             bucket = buckets.get(slot)
             if bucket is None:
                 bucket = buckets[slot] = Bucket()

@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                                    or "spanwatch-demo"),
                       help="directory for the results [env SPANWATCH_DEMO_OUT, "
                            "default ./spanwatch-demo]")
-    demo.add_argument("--minutes", type=int, default=30, help="minutes of traffic (default 30)")
+    demo.add_argument("--minutes", type=int, default=45, help="minutes of traffic (default 45)")
+    demo.add_argument("--rules", type=Path, default=Path(_env_default(
+        "SPANWATCH_RULES_FILE", "alerts.toml") or "alerts.toml"),
+        help="rules to apply [env SPANWATCH_RULES_FILE, default alerts.toml]")
     demo.add_argument("--format", choices=("text", "json"), default="text",
                       help="stdout format (default text)")
 
@@ -143,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from spanwatch.demo import run_demo  # noqa: PLC0415 - keeps `inspect` start fast
 
-            return run_demo(out_dir=args.out, minutes=args.minutes, output_format=args.format)
+            return run_demo(out_dir=args.out, minutes=args.minutes, output_format=args.format,
+                            rules_file=args.rules)
         if args.command == "run":
             return _run(args)
         if args.command == "check":

@@ -8,6 +8,7 @@ Starts the embedded Kafka-compatible broker, publishes `minutes` of realistic Ge
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -18,16 +19,24 @@ from typing import Any
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from flows.pipeline import build_flow
+from flows.pipeline import FlowOptions, FlowSinks, build_flow, partition_key
 from flows.sinks import CallbackSink
 from ingest.assembly import Record
 from ingest.export import record_to_json
+from notify.config import NotifySettings
+from notify.runtime import NotifyRuntime
+from rules.config import ConsoleReceiver, FileReceiver, RulesConfig
+from rules.load import load_rules
+from rules.records import AlertEvent
+from spanwatch.delivery import GroupNotifier
 from spanwatch.demo_traffic import DemoTraffic, generate
 from spanwatch.embedded_broker import EMBEDDED_CLIENT_TUNING, EmbeddedBroker
+from spanwatch.flow_runtime import Collected
 from spanwatch.report import IngestReport
 from spanwatch.settings import KafkaSettings, Settings
 
 SPANS_TOPIC = "otlp_spans"
+PARTITIONS = 2
 DLQ_TOPIC = "spanwatch_dlq"
 MIN_REQUESTS_PER_MINUTE = 20
 ERROR_RATE_LIMIT = 0.05
@@ -38,10 +47,24 @@ class DemoResult:
     traffic: DemoTraffic
     report: IngestReport
     dead_letters: list[dict[str, str]]
+    events: list[AlertEvent]
+    notifications: int
     seconds: float
 
 
-def run_demo(out_dir: Path, minutes: int = 30, output_format: str = "text") -> int:
+def demo_rules(rules_file: Path, out_dir: Path) -> RulesConfig:
+    """The shipped rules, with every tier sent to the console and a local file instead of
+    PagerDuty / Slack (the demo needs no accounts or secrets)."""
+    rules = load_rules(rules_file)
+    receivers = {"console": ConsoleReceiver(kind="console"),
+                 "file": FileReceiver(kind="file", path=str(out_dir / "notifications.jsonl"))}
+    tiers = {tier: config.model_copy(update={"receivers": ("console", "file")})
+             for tier, config in rules.tiers.items()}
+    return rules.model_copy(update={"receivers": receivers, "tiers": tiers})
+
+
+def run_demo(out_dir: Path, minutes: int = 45, output_format: str = "text",
+             rules_file: Path = Path("alerts.toml")) -> int:
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "records.jsonl"
@@ -52,8 +75,18 @@ def run_demo(out_dir: Path, minutes: int = 30, output_format: str = "text") -> i
     print(f"spanwatch demo: starting the embedded broker and publishing {traffic.spans} spans "
           f"in {len(traffic.messages)} messages ...", file=sys.stderr)
     report = IngestReport()
+    rules = demo_rules(rules_file, out_dir)
+    (out_dir / "notifications.jsonl").unlink(missing_ok=True)
+    state_dir = out_dir / "state"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    notify_settings = NotifySettings(outbox_path=state_dir / "outbox.sqlite3",
+                                     digest_path=state_dir / "digest.sqlite3",
+                                     digest_dir=out_dir / "digests")
+    runtime = NotifyRuntime.build(rules.receivers, notify_settings)
+    notifier = GroupNotifier(runtime, rules)
+    collected = Collected()
     with EmbeddedBroker() as broker, records_path.open("w", encoding="utf-8") as records_file:
-        broker.create_topics([SPANS_TOPIC, DLQ_TOPIC], partitions=2)
+        broker.create_topics([SPANS_TOPIC, DLQ_TOPIC], partitions=PARTITIONS)
         _publish(broker.bootstrap, traffic)
 
         def write(records: list[Record]) -> None:
@@ -65,9 +98,19 @@ def run_demo(out_dir: Path, minutes: int = 30, output_format: str = "text") -> i
             bootstrap_servers=broker.bootstrap, spans_topic=SPANS_TOPIC,
             dead_letter_topic=DLQ_TOPIC, start_from="beginning",
             fetch_wait_max_ms=int(EMBEDDED_CLIENT_TUNING["fetch.wait.max.ms"])))
-        run_main(build_flow(settings, CallbackSink(write), tail=False))  # type: ignore[no-untyped-call]
+        sinks = FlowSinks(groups=CallbackSink(notifier.write), events=collected.sink("events"),
+                          records=CallbackSink(write))
+        options = FlowOptions(partitions=tuple(partition_key(SPANS_TOPIC, p)
+                                               for p in range(PARTITIONS)), tail=False)
+        runtime.start()
+        try:
+            run_main(build_flow(settings, rules, sinks, options))  # type: ignore[no-untyped-call]
+            _wait_delivered(runtime, deadline_s=20)
+        finally:
+            runtime.stop()
         dead_letters = _read_dead_letters(broker.bootstrap)
-    result = DemoResult(traffic, report, dead_letters, time.monotonic() - started)
+    result = DemoResult(traffic, report, dead_letters, collected.events, notifier.sent,
+                        time.monotonic() - started)
     findings = _findings(result)
     (out_dir / "findings.json").write_text(json.dumps(findings, indent=2) + "\n")
     if output_format == "json":
@@ -76,6 +119,13 @@ def run_demo(out_dir: Path, minutes: int = 30, output_format: str = "text") -> i
         print(_render(findings))
         print(f"\nwritten: {out_dir / 'findings.json'} and {records_path}")
     return 0
+
+
+def _wait_delivered(runtime: NotifyRuntime, deadline_s: float) -> None:
+    """Until the outbox is empty (the console and file receivers answer at once)."""
+    deadline = time.monotonic() + deadline_s
+    while runtime.outbox.pending_count() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a local SQLite file; bounded by the deadline
 
 
 def _publish(bootstrap: str, traffic: DemoTraffic) -> None:
@@ -143,6 +193,16 @@ def _findings(result: DemoResult) -> dict[str, Any]:
             "service": m.series[0], "model": m.series[1], "prompt_template_version": m.series[2],
             "requests": m.requests, "errors": m.errors, "error_rate": round(m.error_rate, 3),
         } for m in minutes],
+        "alerts": [{
+            "time": datetime.fromtimestamp(e.at_unix_ns / 1e9, tz=UTC).isoformat(),
+            "rule": e.rule, "tier": e.tier, "state": e.state, "previous": e.previous,
+            "labels": dict(e.labels),
+            "value": e.evaluation.value, "threshold": e.evaluation.threshold,
+            "baseline": e.evaluation.baseline,
+            "exemplar_trace_ids": list(e.evaluation.exemplar_trace_ids),
+            "suppressed_by": list(e.suppressed_by),
+        } for e in result.events],
+        "notifications": result.notifications,
         "injected_incident": {"service": incident.service, "model": incident.model,
                               "minutes": [incident.start_minute, incident.end_minute],
                               "error_share": incident.error_share},
@@ -172,6 +232,20 @@ def _render(findings: dict[str, Any]) -> str:
                      f"= {m['error_rate']:.0%}")
     if not findings["error_minutes"]:
         lines.append("  none")
+    lines += ["", "alert transitions (event time, from the rules in alerts.toml):"]
+    for a in findings["alerts"]:
+        labels = ", ".join(f"{k}={v}" for k, v in a["labels"].items())
+        value = "-" if a["value"] is None else f"{a['value']:.4g}"
+        bound = a["threshold"] if a["threshold"] is not None else a["baseline"]
+        bound_text = "" if bound is None else f" vs {bound:.4g}"
+        muted = " (suppressed by a tier-1 alert)" if a["suppressed_by"] else (
+            " (no longer suppressed)" if a["previous"] == a["state"] == "firing" else "")
+        lines.append(f"  {a['time'][11:19]}  tier {a['tier']}  {a['state']:8} {a['rule']} "
+                     f"[{labels}] value {value}{bound_text}{muted}")
+    if not findings["alerts"]:
+        lines.append("  none")
+    lines.append(f"notifications sent to the console and notifications.jsonl: "
+                 f"{findings['notifications']}")
     lines += ["", f"dead-lettered messages: {len(findings['dead_letters'])}"]
     lines += [f"  {d['source']}: {d['reason'][:110]}" for d in findings["dead_letters"]]
     return "\n".join(lines)

@@ -88,7 +88,7 @@ def generate(start_unix_ns: int, minutes: int = 30, requests_per_minute: int = 6
     """`minutes` of traffic starting at `start_unix_ns`; deterministic for a given seed."""
     rng = random.Random(seed)
     incident = Incident(service="support-bot", model="gpt-4o-mini",
-                        start_minute=minutes * 2 // 3, end_minute=minutes * 2 // 3 + 5,
+                        start_minute=minutes // 2, end_minute=minutes // 2 + 6,
                         error_share=0.35)
     messages: list[tuple[bytes | None, bytes]] = []
     span_count = 0

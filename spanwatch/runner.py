@@ -1,4 +1,4 @@
-"""`spanwatch run`: the flow over Kafka until stopped, records to a JSON-lines file if asked."""
+"""`spanwatch run`: the flow over Kafka until stopped; alerts go out through the outbox."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ from pathlib import Path
 
 from bytewax._bytewax import cli_main
 
-from flows.pipeline import build_flow
+from flows.pipeline import FlowOptions, FlowSinks, build_flow
 from flows.sinks import CallbackSink
 from ingest.assembly import Record
 from ingest.export import record_to_json
+from notify.runtime import NotifyRuntime
+from rules.load import load_rules
+from rules.records import AlertEvent
+from rules.silences import load_silences, lookup
+from spanwatch.delivery import GroupNotifier
+from spanwatch.flow_runtime import kafka_partitions
 from spanwatch.settings import Settings
 
 log = logging.getLogger("spanwatch.run")
@@ -21,31 +27,47 @@ log = logging.getLogger("spanwatch.run")
 class JsonLinesWriter:
     """Appends records as JSON lines; thread-safe for several workers in one process."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
-        self._file = path.open("a", encoding="utf-8") if path else None
-        self.count = 0
+        self._file = path.open("a", encoding="utf-8")
 
     def write(self, records: list[Record]) -> None:
         with self._lock:
-            self.count += len(records)
-            if self._file is not None:
-                for record in records:
-                    self._file.write(json.dumps(record_to_json(record)) + "\n")
-                self._file.flush()
+            for record in records:
+                self._file.write(json.dumps(record_to_json(record)) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
+
+
+def log_events(events: list[AlertEvent]) -> None:
+    for event in events:
+        log.info("alert rule=%s tier=%d state=%s labels=%s value=%s fingerprint=%s "
+                 "suppressed_by=%s", event.rule, event.tier, event.state,
+                 dict(event.labels), event.evaluation.value, event.fingerprint,
+                 ",".join(event.suppressed_by) or "-")
 
 
 def run_forever(settings: Settings, workers: int = 1) -> int:
-    writer = JsonLinesWriter(settings.output_file)
-    flow = build_flow(settings, CallbackSink(writer.write))
-    log.info("consuming topic=%s bootstrap=%s workers=%d", settings.kafka.spans_topic,
-             settings.kafka.bootstrap_servers, workers)
+    rules = load_rules(settings.rules_file)
+    silences = load_silences(settings.silences_file) if settings.silences_file.exists() else ()
+    runtime = NotifyRuntime.build(rules.receivers, settings.notify)
+    writer = JsonLinesWriter(settings.output_file) if settings.output_file else None
+    sinks = FlowSinks(groups=CallbackSink(GroupNotifier(runtime, rules).write),
+                      events=CallbackSink(log_events),
+                      records=CallbackSink(writer.write) if writer else None)
+    partitions = kafka_partitions(settings)
+    flow = build_flow(settings, rules, sinks,
+                      FlowOptions(partitions=partitions, is_silenced=lookup(silences)))
+    log.info("consuming topic=%s partitions=%d bootstrap=%s workers=%d rules=%d",
+             settings.kafka.spans_topic, len(partitions), settings.kafka.bootstrap_servers,
+             workers, len(rules.rules))
+    runtime.start()
     try:
         cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]
     finally:
-        writer.close()
+        runtime.stop()
+        if writer is not None:
+            writer.close()
     return 0

@@ -5,6 +5,7 @@ Secrets are `SecretStr`: their values never appear in logs, reprs or exceptions.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.config import IngestConfig
+from notify.config import NotifySettings
 
 
 class KafkaSettings(BaseModel):
@@ -79,7 +81,17 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    silences_file: Path = Field(default=Path("silences.json"),
+                                description="Silences managed with `spanwatch silence`.")
     rules_file: Path = Field(default=Path("alerts.toml"), description="The alert rules.")
+    allowed_lateness: timedelta = Field(
+        default=timedelta(seconds=60), ge=timedelta(0),
+        description="How long after the watermark a minute stays open for late spans.")
+    idle_partition_timeout: timedelta = Field(
+        default=timedelta(seconds=30), gt=timedelta(0),
+        description="A source partition without progress this long (wall time) no longer "
+                    "holds the watermark back.")
     output_file: Path | None = Field(
         default=None, description="Also append findings as JSON lines to this file.")
     log_format: Literal["text", "json"] = "text"

@@ -11,10 +11,11 @@ import pytest
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from flows.pipeline import build_flow
+from flows.pipeline import FlowOptions, FlowSinks, build_flow, partition_key
 from flows.sinks import CallbackSink
 from ingest.assembly import Record
 from ingest.span import LLMSpan, TraceContext
+from rules.config import RulesConfig
 from spanwatch.settings import KafkaSettings, Settings
 from tests.broker import KafkaUnderTest
 from tests.fakes.genai_trace import chat_trace
@@ -31,7 +32,7 @@ def _settings(kafka: KafkaUnderTest, topic: str, dlq: str) -> Settings:
         fetch_wait_max_ms=10 if kafka.is_embedded else None))
 
 
-def _run(settings: Settings) -> list[Record]:
+def _run(settings: Settings, partitions: int) -> list[Record]:
     records: list[Record] = []
     lock = threading.Lock()
 
@@ -39,7 +40,12 @@ def _run(settings: Settings) -> list[Record]:
         with lock:
             records.extend(batch)
 
-    run_main(build_flow(settings, CallbackSink(write), tail=False))  # type: ignore[no-untyped-call]
+    topic = settings.kafka.spans_topic
+    sinks = FlowSinks(groups=CallbackSink(lambda _: None), records=CallbackSink(write))
+    options = FlowOptions(partitions=tuple(partition_key(topic, p) for p in range(partitions)),
+                          tail=False)
+    no_rules = RulesConfig(receivers={}, tiers={})
+    run_main(build_flow(settings, no_rules, sinks, options))  # type: ignore[no-untyped-call]
     return records
 
 
@@ -78,7 +84,7 @@ def test_spans_in_both_encodings_come_out_assembled(
             producer.produce(topic, key=trace.trace_id.encode(), value=encode([span]))
     assert producer.flush(10) == 0
 
-    records = _run(_settings(kafka, topic, dlq))
+    records = _run(_settings(kafka, topic, dlq), partitions=2)
 
     llm_spans = {r.trace_id: r for r in records if isinstance(r, LLMSpan) and r.kind == "llm"}
     assert len(records) == 12
@@ -106,7 +112,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_flow_goes_on(
     producer.produce(topic, value=bad[2])
     assert producer.flush(10) == 0
 
-    records = _run(_settings(kafka, topic, dlq))
+    records = _run(_settings(kafka, topic, dlq), partitions=1)
 
     assert sorted(r.span_id for r in records if isinstance(r, LLMSpan)) == sorted(
         [good.llm_span_id, good.root_span_id])

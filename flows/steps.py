@@ -1,0 +1,318 @@
+"""Thin Bytewax adapters around the pure stages: each keeps one stage's state per key, reads the
+wall clock only to drive idle timers, and snapshots plain Python objects for recovery.
+
+- `AssemblyLogic` (key: trace shard): trace assembly, clocked by the source watermark.
+- `WindowLogic` (key: series shard): windows -> rule evaluation -> alert lifecycle.
+- `AlertRoutingLogic` (key: "alerts"): inhibition and silences, then grouping per tier.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bytewax.operators import StatefulBatchLogic
+
+from flows import instruments
+from ingest.assembly import Record, TraceAssembler
+from metrics.bucket import MINUTE_NS
+from metrics.partial import Partial
+from metrics.shard import ShardWindows
+from metrics.watermark import Watermark
+from metrics.windows import ClosedMinute
+from rules.config import RulesConfig
+from rules.evaluate import RuleEvaluator
+from rules.grouping import AlertGroup, Grouper, GroupPolicy
+from rules.inhibition import Inhibitor
+from rules.lifecycle import AlertLifecycle, LifecyclePolicy
+from rules.records import AlertEvent
+
+IDLE_TICK = timedelta(seconds=5)
+"""How often an idle step wakes up to let the watermark advance with the wall clock."""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Source partition `partition` has been read up to event time `max_event_unix_ns`."""
+
+    partition: str
+    max_event_unix_ns: int
+    wall_unix_ns: int
+    shard: str = ""
+    """The step key this copy is addressed to (steps learn their own key from it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Event-time progress of one window shard, for time-driven alert routing."""
+
+    shard: str
+    now_unix_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkPolicy:
+    partitions: tuple[str, ...]
+    idle_timeout: timedelta
+    allowed_lateness: timedelta
+
+
+def _wall_ns() -> int:
+    return time.time_ns()
+
+
+def new_watermark(policy: WatermarkPolicy, lateness: timedelta) -> Watermark:
+    return Watermark(policy.partitions, allowed_lateness=lateness,
+                     idle_timeout=policy.idle_timeout, started_wall_unix_ns=_wall_ns())
+
+
+# --- trace assembly ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class AssemblyState:
+    assembler: TraceAssembler
+    watermark: Watermark
+
+
+class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record, AssemblyState]):
+    """Trace assembly for one shard; stream time is the watermark over all source partitions."""
+
+    def __init__(self, state: AssemblyState) -> None:
+        self._state = state
+        self._reported_open = 0
+
+    def on_batch(self, values: list[Record | Progress]) -> tuple[Iterable[Record], bool]:
+        out: list[Record] = []
+        assembler = self._state.assembler
+        before = assembler.released_early
+        for value in values:
+            if isinstance(value, Progress):
+                self._state.watermark.observe(value.partition, value.max_event_unix_ns,
+                                              value.wall_unix_ns)
+            else:
+                out.extend(assembler.add(value))
+        out.extend(self._advance())
+        instruments.TRACES_RELEASED_EARLY.inc(assembler.released_early - before)
+        self._report_open()
+        return out, False
+
+    def _advance(self) -> list[Record]:
+        now = self._state.watermark.current(_wall_ns())
+        return [] if now is None else self._state.assembler.advance(now)
+
+    def _report_open(self) -> None:
+        instruments.OPEN_TRACES.inc(self._state.assembler.open_traces - self._reported_open)
+        self._reported_open = self._state.assembler.open_traces
+
+    def on_notify(self) -> tuple[Iterable[Record], bool]:
+        out = self._advance()
+        self._report_open()
+        return out, False
+
+    def on_eof(self) -> tuple[Iterable[Record], bool]:
+        out = self._state.assembler.release_all()
+        self._report_open()
+        return out, False
+
+    def notify_at(self) -> datetime | None:
+        if self._state.assembler.open_traces == 0:
+            return None
+        return datetime.now(UTC) + IDLE_TICK
+
+    def snapshot(self) -> AssemblyState:
+        return self._state
+
+
+# --- windows, rules, lifecycle -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WindowState:
+    windows: ShardWindows
+    watermark: Watermark
+    evaluator: RuleEvaluator
+    lifecycle: AlertLifecycle
+    max_event_unix_ns: int = 0
+    shard: str = ""
+
+
+def lifecycle_policy(config: RulesConfig) -> dict[str, LifecyclePolicy]:
+    """Per rule; reminders come from grouping, so the lifecycle sends none itself."""
+    return {rule.name: LifecyclePolicy(
+        for_=rule.for_, keep_firing_for=rule.keep_firing_for, repeat_interval=timedelta(0),
+        resolve_timeout=max(timedelta(minutes=15), 3 * rule.over))
+        for rule in config.rules}
+
+
+WindowOutput = AlertEvent | Tick
+
+
+class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowState]):
+    """One series shard: fold partials, close minutes at the watermark, evaluate, alert."""
+
+    def __init__(self, state: WindowState, policies: dict[str, LifecyclePolicy],
+                 on_closed: Callable[[int], None] | None = None) -> None:
+        self._state = state
+        self._policies = policies
+        self._on_closed = on_closed
+
+    def on_batch(self, values: list[Partial | Progress]) -> tuple[Iterable[WindowOutput], bool]:
+        state = self._state
+        wall = _wall_ns()
+        for value in values:
+            if isinstance(value, Progress):
+                state.watermark.observe(value.partition, value.max_event_unix_ns,
+                                        value.wall_unix_ns)
+                state.max_event_unix_ns = max(state.max_event_unix_ns, value.max_event_unix_ns)
+                state.shard = value.shard or state.shard
+        watermark = state.watermark.current(wall)
+        for value in values:
+            if isinstance(value, Partial):
+                verdict = state.windows.add_partial(value, watermark)
+                if verdict != "on_time":
+                    instruments.LATE_RECORDS.labels(verdict).inc(value.state.records)
+        return self._close(watermark), False
+
+    def _close(self, watermark: int | None) -> list[WindowOutput]:
+        state = self._state
+        if watermark is None:
+            return []
+        closed_before = state.windows.closed_until_unix_ns
+        closed = state.windows.close_until(watermark)
+        if closed_before == state.windows.closed_until_unix_ns and not closed:
+            return []
+        out: list[WindowOutput] = []
+        by_minute: dict[int, list[ClosedMinute]] = {}
+        for minute in closed:
+            by_minute.setdefault(minute.minute_start_unix_ns, []).append(minute)
+        # Minute by minute, each followed by its Tick, so routing sees events and event time
+        # advance together even when a backlog closes many minutes at once.
+        for start in sorted(by_minute):
+            end = start + MINUTE_NS
+            for evaluation in state.evaluator.evaluate(by_minute[start], state.windows):
+                policy = self._policies.get(evaluation.rule)
+                if policy is not None:
+                    out.extend(state.lifecycle.observe(evaluation, policy))
+            out.extend(state.lifecycle.tick(end))
+            out.append(Tick(state.shard, end))
+        out.extend(state.lifecycle.tick(watermark))
+        out.append(Tick(state.shard, watermark))
+        instruments.CLOSED_MINUTES.inc(len(closed))
+        for event in out:
+            if isinstance(event, AlertEvent):
+                instruments.ALERT_EVENTS.labels(event.state, str(event.tier)).inc()
+        if self._on_closed is not None and closed:
+            self._on_closed(len(closed))
+        return out
+
+    def on_notify(self) -> tuple[Iterable[WindowOutput], bool]:
+        return self._close(self._state.watermark.current(_wall_ns())), False
+
+    def on_eof(self) -> tuple[Iterable[WindowOutput], bool]:
+        # End of input (backtest, demo): everything read is final, close every minute in it.
+        end = self._state.max_event_unix_ns
+        return (self._close(end - end % MINUTE_NS + MINUTE_NS) if end else []), False
+
+    def notify_at(self) -> datetime | None:
+        return datetime.now(UTC) + IDLE_TICK
+
+    def snapshot(self) -> WindowState:
+        return self._state
+
+
+# --- inhibition, silences, grouping -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RoutingState:
+    inhibitor: Inhibitor
+    groupers: dict[int, Grouper]
+    shards: int
+    """Window shards that report event time; routing time is the slowest one's."""
+    shard_now: dict[str, int] = field(default_factory=dict)
+    now_unix_ns: int = 0
+    pending: list[AlertEvent] = field(default_factory=list)
+    """Events not yet reached by routing time (shards deliver in their own order)."""
+
+
+def group_policies(config: RulesConfig) -> dict[int, GroupPolicy]:
+    return {int(tier): GroupPolicy(group_by=tuple(t.group_by), group_wait=t.group_wait,
+                                   group_interval=t.group_interval,
+                                   repeat_interval=t.repeat_interval)
+            for tier, t in config.tiers.items()}
+
+
+class AlertRoutingLogic(StatefulBatchLogic[WindowOutput, AlertEvent | AlertGroup,
+                                           RoutingState]):
+    """All alerts meet here: inhibition and silences first, then per-tier grouping.
+
+    Routing time is the minimum over window shards of their reported event time; events are
+    applied in event-time order once routing time reaches them, with grouping flushed at each
+    step, so the result does not depend on the order shards' outputs arrive in. Emits every
+    (possibly suppressed) lifecycle event, for backtests and audit, and the `AlertGroup`s that
+    notification delivers.
+    """
+
+    def __init__(self, state: RoutingState) -> None:
+        self._state = state
+
+    def on_batch(self, values: list[WindowOutput]
+                 ) -> tuple[Iterable[AlertEvent | AlertGroup], bool]:
+        state = self._state
+        for value in values:
+            if isinstance(value, Tick):
+                previous = state.shard_now.get(value.shard, 0)
+                state.shard_now[value.shard] = max(previous, value.now_unix_ns)
+            else:
+                state.pending.append(value)
+        if len(state.shard_now) < state.shards:
+            return [], False
+        return self._advance(min(state.shard_now.values())), False
+
+    def _advance(self, now: int) -> list[AlertEvent | AlertGroup]:
+        state = self._state
+        out: list[AlertEvent | AlertGroup] = []
+        state.pending.sort(key=lambda e: (e.at_unix_ns, e.tier, e.rule, e.fingerprint))
+        due = [e for e in state.pending if e.at_unix_ns <= now]
+        state.pending = [e for e in state.pending if e.at_unix_ns > now]
+        for event in due:
+            out.extend(self._flush(event.at_unix_ns))
+            for routed in state.inhibitor.update(event):
+                out.append(routed)
+                grouper = state.groupers.get(routed.tier)
+                if grouper is not None:
+                    grouper.add(routed, event.at_unix_ns)
+        out.extend(self._flush(now))
+        return out
+
+    def _flush(self, now: int) -> list[AlertEvent | AlertGroup]:
+        state = self._state
+        if now <= state.now_unix_ns:
+            return []
+        state.now_unix_ns = now
+        for event in state.inhibitor.tick(now):
+            grouper = state.groupers.get(event.tier)
+            if grouper is not None:
+                grouper.add(event, now)
+        out: list[AlertEvent | AlertGroup] = []
+        for tier in sorted(state.groupers):
+            out.extend(state.groupers[tier].flush(now))
+        return out
+
+    def on_eof(self) -> tuple[Iterable[AlertEvent | AlertGroup], bool]:
+        # Input is over: event time is the furthest any shard got; then let every group's
+        # remaining wait run out so nothing stays unsent.
+        state = self._state
+        ends = [*state.shard_now.values(), *(e.at_unix_ns for e in state.pending)]
+        out = self._advance(max(ends)) if ends else []
+        due = [at for at in (g.next_flush_at_unix_ns() for g in state.groupers.values())
+               if at is not None]
+        if due:
+            out.extend(self._flush(max(due)))
+        return out, False
+
+    def snapshot(self) -> RoutingState:
+        return self._state

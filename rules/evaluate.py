@@ -1,0 +1,219 @@
+"""Rule evaluation: closed minutes of a shard's series -> one `Evaluation` per rule and series.
+
+In: the `ClosedMinute`s a watermark closed on one shard, that shard's windows (for the views a
+rule's `over` needs) and the rules. Out: `Evaluation`s in event time, each with the value, the
+threshold or baseline it was compared with, the sample size, exemplar trace ids and the live
+versions (and whether one changed near the onset). Detector state per (rule, series) lives
+here; it is plain data for recovery.
+
+Cadence: threshold (`when`) rules look at the trailing `over` window every closed minute;
+detector rules get one non-overlapping point per `over` (detectors weight points by their
+sample size, so overlapping windows would count each request several times).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from detectors import Detector, Score
+from metrics.bucket import MINUTE_NS, Bucket
+from metrics.catalog import MetricValue, compute
+from metrics.series import SeriesKey
+from metrics.shard import ShardWindows
+from metrics.windows import ClosedMinute
+from rules.config import Rule, RulesConfig
+from rules.families import Family, family_of, series_labels
+from rules.records import Evaluation
+
+VERSION_FIELDS = ("prompt_template_version", "model", "app_version")
+CHANGE_LOOKBACK = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    rule: Rule
+    family: Family
+    over_ns: int
+    is_detector: bool
+
+
+class RuleEvaluator:
+    """Evaluates every rule on the series of one shard; keeps per-series detector state."""
+
+    def __init__(self, config: RulesConfig) -> None:
+        self._compiled = tuple(_Compiled(rule, family_of(rule),
+                                         int(rule.over.total_seconds()) * 1_000_000_000,
+                                         rule.when is None) for rule in config.rules)
+        self._detectors: dict[tuple[str, SeriesKey], Detector[Any]] = {}
+        self._last_versions: dict[tuple[str, SeriesKey], tuple[tuple[str, tuple[str, ...]], ...]]
+        self._last_versions = {}
+
+    @property
+    def detector_count(self) -> int:
+        return len(self._detectors)
+
+    def evaluate(self, closed: list[ClosedMinute], shard: ShardWindows) -> list[Evaluation]:
+        """Evaluations for the closed minutes, in event-time order."""
+        out: list[Evaluation] = []
+        by_minute: dict[int, list[ClosedMinute]] = defaultdict(list)
+        for minute in closed:
+            by_minute[minute.minute_start_unix_ns].append(minute)
+        for start in sorted(by_minute):
+            end = start + MINUTE_NS
+            keys = {minute.key for minute in by_minute[start]}
+            for compiled in self._compiled:
+                if compiled.is_detector and end % compiled.over_ns:
+                    continue  # detectors see one point per `over`
+                mine = [k for k in keys if _belongs(k, compiled.family)]
+                if compiled.family.across is not None:
+                    out.extend(self._across(compiled, mine, shard, end))
+                else:
+                    out.extend(self._one(compiled, key, shard, end) for key in mine)
+        return out
+
+    def _view(self, compiled: _Compiled, key: SeriesKey, shard: ShardWindows,
+              end: int) -> tuple[Bucket | None, MetricValue | None]:
+        bucket = shard.view(key, compiled.rule.over, end)
+        if bucket is None:
+            return None, None
+        return bucket, compute(compiled.rule.metric, bucket, compiled.rule.over)
+
+    def _one(self, compiled: _Compiled, key: SeriesKey, shard: ShardWindows,
+             end: int) -> Evaluation:
+        rule = compiled.rule
+        bucket, metric = self._view(compiled, key, shard, end)
+        versions, changed = self._versions(rule, key, shard, end, bucket)
+        base = _Base(rule, series_labels(key), end, versions, changed, bucket)
+        if metric is None:
+            missing = rule.on_missing_data == "alert" and bucket is not None and bucket.is_empty
+            return base.make(is_breach=missing, value=None,
+                             detail="no data in the window" if missing else "")
+        value = rule.value_of(metric.value)
+        if metric.n < rule.min_samples:
+            return base.make(is_breach=False, value=value, samples=metric.n, is_gated=True,
+                             detail=f"{metric.n} samples < min_samples {rule.min_samples}")
+        detector = self._detector(rule, key)
+        if changed and set(changed) & set(rule.rebaseline_on):
+            rebaseline = getattr(detector, "rebaseline", None)
+            if callable(rebaseline):
+                rebaseline()
+        at = _datetime(end)
+        score = detector.score(value, at, n=max(1, metric.n))
+        detector.learn(value, at, n=max(1, metric.n))
+        return base.scored(score, value, metric.n, threshold=_threshold(rule))
+
+    def _across(self, compiled: _Compiled, keys: list[SeriesKey], shard: ShardWindows,
+                end: int) -> list[Evaluation]:
+        """Rules comparing sub-series (`across`): feed every group, then judge each."""
+        rule, family = compiled.rule, compiled.family
+        at = _datetime(end)
+        outers: dict[SeriesKey, list[tuple[SeriesKey, str, MetricValue]]] = defaultdict(list)
+        for key in keys:
+            _, metric = self._view(compiled, key, shard, end)
+            group = dict(key).get(family.across or "", "")
+            if metric is not None:
+                outers[family.outer_key(key)].append((key, group, metric))
+        out = []
+        for outer, members in outers.items():
+            detector = self._detector(rule, outer)
+            observe = getattr(detector, "observe", None)
+            compare = getattr(detector, "compare", None)
+            for key, group, metric in members:
+                base = _Base(rule, series_labels(key), end, (), (), shard.view(key, rule.over,
+                                                                               end))
+                value = rule.value_of(metric.value)
+                score: Score | None
+                if compare is not None and observe is not None:  # two_sample
+                    observe(group, value, at, n=max(1, metric.n))
+                    score = compare(group, at)
+                elif observe is not None:  # novelty: the group's volume in the window
+                    score = observe(group, max(0, round(metric.value)), at)
+                else:
+                    score = detector.score(value, at, n=max(1, metric.n))
+                    detector.learn(value, at, n=max(1, metric.n))
+                out.append(base.scored(score, value, metric.n, threshold=None))
+        return out
+
+    def _detector(self, rule: Rule, key: SeriesKey) -> Detector[Any]:
+        slot = (rule.name, key)
+        detector = self._detectors.get(slot)
+        if detector is None:
+            detector = self._detectors[slot] = rule.build_detector()
+        return detector
+
+    def _versions(self, rule: Rule, key: SeriesKey, shard: ShardWindows, end: int,
+                  bucket: Bucket | None) -> tuple[tuple[tuple[str, tuple[str, ...]], ...],
+                                                  tuple[str, ...]]:
+        """Live versions in the window, and which appeared that the hour before had not."""
+        if bucket is None:
+            return (), ()
+        current = _version_sets(bucket)
+        before = shard.view(key, CHANGE_LOOKBACK, end - int(rule.over.total_seconds() * 1e9))
+        previous = _version_sets(before) if before is not None and not before.is_empty else None
+        changed: tuple[str, ...] = ()
+        if previous is not None:
+            changed = tuple(name for (name, now), (_, then) in zip(current, previous, strict=True)
+                            if then and set(now) - set(then))
+        return current, changed
+
+    def forget(self, rule_names: set[str]) -> None:
+        """Drop detector state of rules that changed or disappeared (after a reload)."""
+        for slot in [s for s in self._detectors if s[0] in rule_names]:
+            del self._detectors[slot]
+
+
+def _belongs(key: SeriesKey, family: Family) -> bool:
+    names = tuple(name for name, _ in key if not name.startswith("~"))
+    tag = next((value for name, value in key if name.startswith("~")), "")
+    return names == family.group_by and tag == family.tag
+
+
+def _version_sets(bucket: Bucket) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return (("prompt_template_version", bucket.prompt_template_versions.values),
+            ("model", bucket.models.values),
+            ("app_version", bucket.app_versions.values))
+
+
+def _threshold(rule: Rule) -> float | None:
+    return rule.when.threshold if rule.when is not None else None
+
+
+def _datetime(unix_ns: int) -> datetime:
+    return datetime.fromtimestamp(unix_ns / 1e9, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    """What every evaluation of one rule, series and window shares."""
+
+    rule: Rule
+    labels: tuple[tuple[str, str], ...]
+    end: int
+    versions: tuple[tuple[str, tuple[str, ...]], ...]
+    changed: tuple[str, ...]
+    bucket: Bucket | None
+
+    def make(self, *, is_breach: bool, value: float | None, samples: int = 0,
+             is_gated: bool = False, threshold: float | None = None,
+             score: Score | None = None, detail: str = "") -> Evaluation:
+        return Evaluation(
+            rule=self.rule.name, tier=self.rule.tier, labels=self.rule.alert_labels(self.labels),
+            at_unix_ns=self.end, window_s=self.rule.over.total_seconds(), is_breach=is_breach,
+            value=value, threshold=threshold,
+            baseline=score.baseline if score is not None else None,
+            spread=score.spread if score is not None else None,
+            anomaly=score.anomaly if score is not None else None,
+            samples=samples, is_gated=is_gated,
+            exemplar_trace_ids=self.bucket.exemplars.trace_ids if self.bucket else (),
+            versions=self.versions, changed=self.changed, detail=detail)
+
+    def scored(self, score: Score | None, value: float, samples: int, *,
+               threshold: float | None) -> Evaluation:
+        if score is None:  # the detector is warming up: no decision either way
+            return self.make(is_breach=False, value=value, samples=samples, is_gated=True,
+                             threshold=threshold, detail="baseline warming up")
+        return self.make(is_breach=score.is_anomalous, value=value, samples=samples,
+                         threshold=threshold, score=score, detail=score.detail)
