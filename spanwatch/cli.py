@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from spanwatch.cli_ops import add_commands, run_command
+
 if TYPE_CHECKING:
     from rules.silences import Silence
 
@@ -79,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                     "print what spanwatch understands of each span. Content is stripped.")
     inspect.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _add_rules_commands(commands)
+    add_commands(commands)
     return parser
 
 
@@ -154,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.file, args.format)
         if args.command == "silence":
             return _silence(args)
+        handled = run_command(args)
+        if handled is not None:
+            return handled
     except ValidationError as exc:
         print(f"spanwatch: configuration error:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
