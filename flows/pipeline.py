@@ -41,7 +41,6 @@ from flows.steps import (
     WindowLogic,
     WindowState,
     group_policies,
-    lifecycle_policy,
     new_watermark,
 )
 from ingest.assembly import Record, TraceAssembler
@@ -85,6 +84,9 @@ class FlowOptions:
     source: Source[Any] | None = None
     is_silenced: IsSilenced | None = None
     on_closed: Callable[[int], None] | None = field(default=None)
+    live_rules: Callable[[], RulesConfig] | None = None
+    """Hot reload: returns the current rules (a new object after a valid change); without it
+    the rules given to `build_flow` stay in force."""
 
 
 def trace_shard(trace_id: str) -> str:
@@ -137,11 +139,11 @@ def _wall_ns() -> int:
     return time.time_ns()
 
 
-def preaggregate_batch(rules: RulesConfig, records: list[Record]) -> list[Keyed]:
+def preaggregate_batch(rules: Callable[[], RulesConfig], records: list[Record]) -> list[Keyed]:
     """One partial bucket per (rule family, series, minute) of the batch, keyed by the shard
     that owns the series."""
     out: list[Keyed] = []
-    for family in families(rules):
+    for family in families(rules()):
         for partial in preaggregate_by(records, [family.key_of]):
             out.append((f"w{family.shard_of(partial.key, WINDOW_SHARDS)}", partial))
     return out
@@ -181,17 +183,18 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
                                                          build_assembly))
     if sinks.records is not None:
         op.output("records_out", assembled, sinks.records)
+    current_rules = options.live_rules or (lambda: rules)
     partials = op.flat_map_batch("preaggregate", assembled,
-                                 lambda batch: preaggregate_batch(rules, batch))
+                                 lambda batch: preaggregate_batch(current_rules, batch))
     window_in = op.merge("window_in", partials, by_step.falses)
-    policies = lifecycle_policy(rules)
 
     def build_windows(resume: WindowState | None) -> WindowLogic:
         # Windows close behind the source watermark by the assembly wait (records held there
         # are not late) plus the allowed lateness.
         return WindowLogic(resume or WindowState(
             ShardWindows(), new_watermark(watermark_policy, wait + settings.allowed_lateness),
-            RuleEvaluator(rules), AlertLifecycle()), policies, options.on_closed)
+            RuleEvaluator(current_rules()), AlertLifecycle()), current_rules,
+            options.on_closed)
 
     window_out = op.stateful_batch("windows", window_in, build_windows)
     to_routing = op.map("to_routing", window_out, lambda kv: ("alerts", kv[1]))

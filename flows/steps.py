@@ -153,13 +153,23 @@ WindowOutput = AlertEvent | Tick
 class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowState]):
     """One series shard: fold partials, close minutes at the watermark, evaluate, alert."""
 
-    def __init__(self, state: WindowState, policies: dict[str, LifecyclePolicy],
+    def __init__(self, state: WindowState, rules: Callable[[], RulesConfig],
                  on_closed: Callable[[int], None] | None = None) -> None:
         self._state = state
-        self._policies = policies
+        self._rules = rules
+        self._config = rules()
+        self._policies = lifecycle_policy(self._config)
         self._on_closed = on_closed
 
+    def _reload(self) -> None:
+        config = self._rules()
+        if config is not self._config:  # hot reload: a new, validated alerts.toml
+            self._state.evaluator.reconfigure(config)
+            self._policies = lifecycle_policy(config)
+            self._config = config
+
     def on_batch(self, values: list[Partial | Progress]) -> tuple[Iterable[WindowOutput], bool]:
+        self._reload()
         state = self._state
         wall = _wall_ns()
         for value in values:

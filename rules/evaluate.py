@@ -44,9 +44,7 @@ class RuleEvaluator:
     """Evaluates every rule on the series of one shard; keeps per-series detector state."""
 
     def __init__(self, config: RulesConfig) -> None:
-        self._compiled = tuple(_Compiled(rule, family_of(rule),
-                                         int(rule.over.total_seconds()) * 1_000_000_000,
-                                         rule.when is None) for rule in config.rules)
+        self._compiled = _compile(config)
         self._detectors: dict[tuple[str, SeriesKey], Detector[Any]] = {}
         self._last_versions: dict[tuple[str, SeriesKey], tuple[tuple[str, tuple[str, ...]], ...]]
         self._last_versions = {}
@@ -159,10 +157,21 @@ class RuleEvaluator:
                             if then and set(now) - set(then))
         return current, changed
 
-    def forget(self, rule_names: set[str]) -> None:
-        """Drop detector state of rules that changed or disappeared (after a reload)."""
-        for slot in [s for s in self._detectors if s[0] in rule_names]:
+    def reconfigure(self, config: RulesConfig) -> set[str]:
+        """Apply reloaded rules; detectors of unchanged rules keep their baselines, those of
+        changed or removed rules start over. Returns the names whose state was dropped."""
+        old = {c.rule.name: c.rule for c in self._compiled}
+        new = {rule.name: rule for rule in config.rules}
+        changed = {name for name, rule in old.items() if new.get(name) != rule}
+        for slot in [s for s in self._detectors if s[0] in changed]:
             del self._detectors[slot]
+        self._compiled = _compile(config)
+        return changed
+
+
+def _compile(config: RulesConfig) -> tuple[_Compiled, ...]:
+    return tuple(_Compiled(rule, family_of(rule), int(rule.over.total_seconds()) * 1_000_000_000,
+                           rule.when is None) for rule in config.rules)
 
 
 def _belongs(key: SeriesKey, family: Family) -> bool:

@@ -14,11 +14,11 @@ from flows.sinks import CallbackSink
 from ingest.assembly import Record
 from ingest.export import record_to_json
 from notify.runtime import NotifyRuntime
-from rules.load import load_rules
 from rules.records import AlertEvent
 from rules.silences import load_silences, lookup
 from spanwatch.delivery import GroupNotifier
 from spanwatch.flow_runtime import kafka_partitions
+from spanwatch.live_rules import LiveRules
 from spanwatch.settings import Settings
 
 log = logging.getLogger("spanwatch.run")
@@ -50,7 +50,8 @@ def log_events(events: list[AlertEvent]) -> None:
 
 
 def run_forever(settings: Settings, workers: int = 1) -> int:
-    rules = load_rules(settings.rules_file)
+    live_rules = LiveRules(settings.rules_file)
+    rules = live_rules()
     silences = load_silences(settings.silences_file) if settings.silences_file.exists() else ()
     runtime = NotifyRuntime.build(rules.receivers, settings.notify)
     writer = JsonLinesWriter(settings.output_file) if settings.output_file else None
@@ -59,7 +60,8 @@ def run_forever(settings: Settings, workers: int = 1) -> int:
                       records=CallbackSink(writer.write) if writer else None)
     partitions = kafka_partitions(settings)
     flow = build_flow(settings, rules, sinks,
-                      FlowOptions(partitions=partitions, is_silenced=lookup(silences)))
+                      FlowOptions(partitions=partitions, is_silenced=lookup(silences),
+                                  live_rules=live_rules))
     log.info("consuming topic=%s partitions=%d bootstrap=%s workers=%d rules=%d",
              settings.kafka.spans_topic, len(partitions), settings.kafka.bootstrap_servers,
              workers, len(rules.rules))
