@@ -1,7 +1,6 @@
-"""From the flow's alert groups to notifications: which receivers, which kind, which key.
-
-In: `AlertGroup`s (grouping has decided that something must be said). Out: notifications
-handed to the notify runtime's durable outbox, one per receiver of the group's tier.
+"""From the flow's outputs to the notify stage: alert groups become notifications (which
+receivers, which kind, which key) in the durable outbox; normalised spans become the usage
+summary of the daily digest.
 """
 
 from __future__ import annotations
@@ -9,7 +8,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from datetime import UTC, datetime
 
+from ingest.assembly import Record
+from ingest.span import LLMSpan
+from metrics.bucket import MINUTE_NS
+from notify.digest_store import DigestStore, UsageSample
 from notify.runtime import NotifyRuntime
 from rules.config import RulesConfig
 from rules.grouping import AlertGroup
@@ -64,3 +68,40 @@ class GroupNotifier:
             self._runtime.notify_events(events, receivers=tier.receivers, kind=kind,  # type: ignore[arg-type]
                                         metric=rule.metric, runbook=rule.runbook, key=key)
             self.sent += 1
+
+
+class UsageRecorder:
+    """The flow's records sink for the daily digest: requests, errors, cost and quality per
+    (minute, model, prompt version), written cumulatively (the store replaces a window's row,
+    so a replayed minute is not counted twice). Keeps the last `keep_minutes` in memory."""
+
+    def __init__(self, store: DigestStore, keep_minutes: int = 180) -> None:
+        self._store = store
+        self._keep_ns = keep_minutes * MINUTE_NS
+        self._totals: dict[tuple[int, str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def write(self, records: list[Record]) -> None:
+        with self._lock:
+            touched: set[tuple[int, str, str]] = set()
+            for record in records:
+                if not isinstance(record, LLMSpan) or record.kind not in ("llm", "embedding"):
+                    continue
+                minute = record.end_unix_ns - record.end_unix_ns % MINUTE_NS
+                slot = (minute, record.model or "", record.context.prompt_template_version or "")
+                totals = self._totals.setdefault(slot, [0, 0, 0.0, 0.0, 0])
+                totals[0] += 1
+                totals[1] += record.is_error
+                totals[2] += record.cost_usd or 0.0
+                touched.add(slot)
+            for slot in touched:
+                minute, model, prompt = slot
+                requests, errors, cost, quality_sum, quality_n = self._totals[slot]
+                self._store.record_usage(UsageSample(
+                    window_start=datetime.fromtimestamp(minute / 1e9, tz=UTC), model=model,
+                    prompt_version=prompt, requests=int(requests), errors=int(errors),
+                    cost_usd=cost, quality_sum=quality_sum, quality_count=int(quality_n)))
+            if touched:
+                newest = max(minute for minute, _, _ in touched)
+                for slot in [s for s in self._totals if s[0] < newest - self._keep_ns]:
+                    del self._totals[slot]

@@ -16,7 +16,7 @@ from ingest.export import record_to_json
 from notify.runtime import NotifyRuntime
 from rules.records import AlertEvent
 from rules.silences import load_silences, lookup
-from spanwatch.delivery import GroupNotifier
+from spanwatch.delivery import GroupNotifier, UsageRecorder
 from spanwatch.flow_runtime import kafka_partitions
 from spanwatch.live_rules import LiveRules
 from spanwatch.settings import Settings
@@ -55,9 +55,15 @@ def run_forever(settings: Settings, workers: int = 1) -> int:
     silences = load_silences(settings.silences_file) if settings.silences_file.exists() else ()
     runtime = NotifyRuntime.build(rules.receivers, settings.notify)
     writer = JsonLinesWriter(settings.output_file) if settings.output_file else None
+    usage = UsageRecorder(runtime.digest_store)
+
+    def write_records(records: list[Record]) -> None:
+        usage.write(records)
+        if writer is not None:
+            writer.write(records)
+
     sinks = FlowSinks(groups=CallbackSink(GroupNotifier(runtime, rules).write),
-                      events=CallbackSink(log_events),
-                      records=CallbackSink(writer.write) if writer else None)
+                      events=CallbackSink(log_events), records=CallbackSink(write_records))
     partitions = kafka_partitions(settings)
     flow = build_flow(settings, rules, sinks,
                       FlowOptions(partitions=partitions, is_silenced=lookup(silences),
