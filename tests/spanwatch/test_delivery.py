@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from ingest.assembly import Record
 from ingest.span import LLMSpan, TraceContext
 from notify.digest_store import DigestStore
 from spanwatch.delivery import UsageRecorder
@@ -24,7 +25,7 @@ def test_usage_is_cumulative_per_minute_and_a_replay_does_not_double_count(
         tmp_path: Path) -> None:
     store = DigestStore(tmp_path / "digest.sqlite3")
     recorder = UsageRecorder(store)
-    first = [_span(1), _span(2, error=True)]
+    first: list[Record] = [_span(1), _span(2, error=True)]
     recorder.write(first)
     recorder.write([_span(3)])  # same minute, later batch: the row is replaced by the total
 
