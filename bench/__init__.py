@@ -1,0 +1,1 @@
+"""Offline benchmarks (not shipped): detector quality on labeled synthetic series."""

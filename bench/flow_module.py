@@ -1,0 +1,172 @@
+"""The flow `bench/run.py` starts with `python -m bytewax.run bench.flow_module:flow [-i I -a ...]`.
+
+Configured by environment variables (set by run.py, one set per process):
+
+- `SPANWATCH_BENCH_BOOTSTRAP`, `SPANWATCH_BENCH_TOPIC`, `SPANWATCH_BENCH_EMBEDDED` ("1"/"0")
+- `SPANWATCH_BENCH_MODE`: `consume` (Kafka source only), `decode` (source + the flow's decode
+  step), `e2e` (the real flow of `flows.pipeline.build_flow`, every rule of alerts.toml)
+- `SPANWATCH_BENCH_TAIL`: "0" (default; stop at the end of the topic) or "1" (live)
+- `SPANWATCH_BENCH_RESULTS`: JSON file this process writes at exit: when it started, when its
+  source delivered its first and last message, how many, when the run ended; for `e2e` also
+  every alert group handed to the notifier sink and every firing alert event, with wall time.
+- `SPANWATCH_BENCH_RESULTS_LIVE`: optional JSON-lines file appended to (and flushed) at each
+  notifier call, for the live latency run that is stopped from outside.
+
+The source is Bytewax's KafkaSource exactly as `flows.kafka_io.build_source` builds it, wrapped
+only to take timestamps (`TimedSource`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+T_IMPORT = time.time()
+
+import bytewax.operators as op  # noqa: E402
+from bytewax.dataflow import Dataflow  # noqa: E402
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition  # noqa: E402
+
+from flows.kafka_io import build_source  # noqa: E402
+from flows.pipeline import FlowOptions, FlowSinks, build_flow, decode_batch, partition_key  # noqa: E402
+from flows.sinks import CallbackSink  # noqa: E402
+from ingest.decode import Decoder  # noqa: E402
+from rules.grouping import AlertGroup  # noqa: E402
+from rules.load import load_rules  # noqa: E402
+from rules.records import AlertEvent  # noqa: E402
+from spanwatch.settings import KafkaSettings, Settings  # noqa: E402
+
+_lock = threading.Lock()
+_stats: dict[str, Any] = {"t_import": T_IMPORT, "t_first": None, "t_last": None,
+                          "messages": 0, "notifications": [], "firing": []}
+
+
+class _TimedPartition(StatefulSourcePartition[Any, Any]):
+    def __init__(self, inner: StatefulSourcePartition[Any, Any]) -> None:
+        self._inner = inner
+
+    def next_batch(self) -> list[Any]:
+        batch = list(self._inner.next_batch())  # StopIteration at the end passes through
+        if batch:
+            now = time.time()
+            with _lock:
+                if _stats["t_first"] is None:
+                    _stats["t_first"] = now
+                _stats["t_last"] = now
+                _stats["messages"] += len(batch)
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> Any:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class TimedSource(FixedPartitionedSource[Any, Any]):
+    """A FixedPartitionedSource that timestamps the first and last batch it delivers."""
+
+    def __init__(self, inner: FixedPartitionedSource[Any, Any]) -> None:
+        self._inner = inner
+
+    def list_parts(self) -> list[str]:
+        return self._inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _TimedPartition:
+        return _TimedPartition(self._inner.build_part(step_id, for_part, resume_state))
+
+
+def _write_results() -> None:
+    path = os.environ.get("SPANWATCH_BENCH_RESULTS")
+    if not path:
+        return
+    with _lock:
+        _stats["t_end"] = time.time()
+        with Path(path).open("w", encoding="utf-8") as file:
+            json.dump(_stats, file)
+
+
+def _live(line: dict[str, Any]) -> None:
+    path = os.environ.get("SPANWATCH_BENCH_RESULTS_LIVE")
+    if path:
+        with Path(path).open("a", encoding="utf-8") as file:
+            file.write(json.dumps(line) + "\n")
+            file.flush()
+
+
+def _on_groups(groups: list[AlertGroup]) -> None:
+    """The notifier sink: in production `GroupNotifier.write`; here it timestamps the call."""
+    now = time.time()
+    for group in groups:
+        entry = {"t": now, "rule": group.rule, "labels": dict(group.labels),
+                 "at_unix_ns": group.at_unix_ns, "firing": len(group.firing),
+                 "storm": group.is_storm_summary}
+        with _lock:
+            _stats["notifications"].append(entry)
+        _live({"kind": "notify", **entry})
+
+
+def _on_events(events: list[AlertEvent]) -> None:
+    now = time.time()
+    for event in events:
+        if event.state == "firing" and not event.evaluation.is_gated:
+            entry = {"t": now, "rule": event.rule, "labels": dict(event.labels),
+                     "at_unix_ns": event.at_unix_ns, "suppressed": bool(event.suppressed_by)}
+            with _lock:
+                _stats["firing"].append(entry)
+            _live({"kind": "firing", **entry})
+
+
+def _discard(_: list[Any]) -> None:
+    return None
+
+
+def settings_from_env() -> Settings:
+    embedded = os.environ.get("SPANWATCH_BENCH_EMBEDDED", "1") == "1"
+    return Settings(_env_file=None, kafka=KafkaSettings(  # type: ignore[call-arg]
+        bootstrap_servers=os.environ["SPANWATCH_BENCH_BOOTSTRAP"],
+        spans_topic=os.environ["SPANWATCH_BENCH_TOPIC"], start_from="beginning",
+        dead_letter_topic=os.environ.get("SPANWATCH_BENCH_DLQ", "spanwatch_bench_dlq"),
+        batch_size=int(os.environ.get("SPANWATCH_BENCH_BATCH", "1000")),
+        fetch_wait_max_ms=10 if embedded else None))
+
+
+def make_flow() -> Dataflow:
+    mode = os.environ.get("SPANWATCH_BENCH_MODE", "e2e")
+    tail = os.environ.get("SPANWATCH_BENCH_TAIL", "0") == "1"
+    settings = settings_from_env()
+    source = TimedSource(build_source(settings.kafka, tail=tail))
+    if mode == "e2e":
+        rules = load_rules(os.environ.get("SPANWATCH_BENCH_RULES", "alerts.toml"))
+        topic = settings.kafka.spans_topic
+        parts = int(os.environ["SPANWATCH_BENCH_PARTITIONS"])
+        sinks = FlowSinks(groups=CallbackSink(_on_groups), events=CallbackSink(_on_events),
+                          dead_letters=CallbackSink(_discard))
+        options = FlowOptions(partitions=tuple(partition_key(topic, p) for p in range(parts)),
+                              tail=tail, source=source)
+        return build_flow(settings, rules, sinks, options)
+    flow = Dataflow("spanwatch_bench_" + mode)
+    items = op.input("spans_in", flow, source)
+    if mode == "decode":
+        decoder = Decoder(settings.ingest)
+        out = op.flat_map_batch("decode", items,
+                                lambda batch: [len(decode_batch(decoder, batch))])
+    elif mode == "consume":
+        out = op.flat_map_batch("count", items, lambda batch: [len(batch)])
+    else:
+        raise ValueError(f"SPANWATCH_BENCH_MODE={mode!r}: expected consume, decode or e2e")
+    op.output("out", out, CallbackSink(_discard))
+    return flow
+
+
+atexit.register(_write_results)
+flow = make_flow()
