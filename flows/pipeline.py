@@ -5,15 +5,18 @@
              shard) -> inhibition, silences, grouping (key: "alerts") -> sinks
 
 Event time: decode emits a `Progress` per source partition and batch, broadcast to every
-assembly and window shard, so each computes the same watermark (the minimum over all source
-partitions); a partition running ahead cannot close another's minutes. Step ids are stable:
-recovery state is stored under them.
+assembly shard; each assembly shard forwards it, behind the records it released, to every
+window shard. So each shard computes the same watermark (the minimum over all source
+partitions), a partition running ahead cannot close another's minutes, and progress never
+overtakes records still in flight through assembly (a backlog read in large batches would
+otherwise close minutes before their records arrive). Step ids are stable: recovery state is
+stored under them.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -40,6 +43,7 @@ from flows.steps import (
     WatermarkPolicy,
     WindowLogic,
     WindowState,
+    forwarded,
     group_policies,
     new_watermark,
 )
@@ -48,6 +52,7 @@ from ingest.decode import DeadLetter, Decoded, Decoder
 from metrics.bucket import event_unix_ns
 from metrics.partial import preaggregate_by
 from metrics.shard import ShardWindows
+from metrics.windows import ClosedMinute
 from rules.config import RulesConfig
 from rules.evaluate import RuleEvaluator
 from rules.families import families
@@ -84,6 +89,8 @@ class FlowOptions:
     source: Source[Any] | None = None
     is_silenced: IsSilenced | None = None
     on_closed: Callable[[int], None] | None = field(default=None)
+    on_closed_minutes: Callable[[list[ClosedMinute]], None] | None = field(default=None)
+    """Called with the minutes each window shard closes (tests, audits; read-only)."""
     live_rules: Callable[[], RulesConfig] | None = None
     """Hot reload: returns the current rules (a new object after a valid change); without it
     the rules given to `build_flow` stay in force."""
@@ -119,7 +126,7 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]) -> list[DeadLetter | 
                 progress[partition] = at
     wall = _wall_ns()
     for partition, at in progress.items():
-        for key in (*ASSEMBLY_KEYS, *WINDOW_KEYS):
+        for key in ASSEMBLY_KEYS:
             out.append((key, Progress(partition, at, wall, key)))
     return out
 
@@ -139,13 +146,23 @@ def _wall_ns() -> int:
     return time.time_ns()
 
 
-def preaggregate_batch(rules: Callable[[], RulesConfig], records: list[Record]) -> list[Keyed]:
+def preaggregate_batch(rules: Callable[[], RulesConfig],
+                       batch: Sequence[Record | Progress]) -> list[Keyed]:
     """One partial bucket per (rule family, series, minute) of the batch, keyed by the shard
-    that owns the series."""
+    that owns the series; then the batch's forwarded progress, to every window shard."""
+    records = [r for r in batch if not isinstance(r, Progress)]
     out: list[Keyed] = []
     for family in families(rules()):
         for partial in preaggregate_by(records, [family.key_of]):
             out.append((f"w{family.shard_of(partial.key, WINDOW_SHARDS)}", partial))
+    newest: dict[str, Progress] = {}
+    for item in batch:
+        if isinstance(item, Progress) and (item.partition not in newest or item.max_event_unix_ns
+                                           > newest[item.partition].max_event_unix_ns):
+            newest[item.partition] = item
+    for p in newest.values():
+        for key in WINDOW_KEYS:
+            out.append((key, Progress(p.partition, p.max_event_unix_ns, p.wall_unix_ns, key)))
     return out
 
 
@@ -166,7 +183,6 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
     op.output("dead_letters_out", op.map("dead_letter_msg", letters, to_dead_letter_message),
               sinks.dead_letters or build_dead_letter_sink(kafka))
     keyed = cast(Stream[Keyed], split.falses)
-    by_step = op.branch("split_steps", keyed, lambda kv: kv[0].startswith("a"))
 
     wait = timedelta(seconds=ingest.assembly_wait_s)
 
@@ -179,22 +195,25 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
                            own_clock=False),
             new_watermark(watermark_policy, timedelta(0))))
 
-    assembled = op.key_rm("assembled", op.stateful_batch("assemble", by_step.trues,
-                                                         build_assembly))
+    assembled = op.key_rm("assembled", op.stateful_batch("assemble", keyed, build_assembly))
     if sinks.records is not None:
-        op.output("records_out", assembled, sinks.records)
+        records = op.filter("records_only", assembled, lambda r: not isinstance(r, Progress))
+        op.output("records_out", cast(Stream[Record], records), sinks.records)
     current_rules = options.live_rules or (lambda: rules)
-    partials = op.flat_map_batch("preaggregate", assembled,
-                                 lambda batch: preaggregate_batch(current_rules, batch))
-    window_in = op.merge("window_in", partials, by_step.falses)
+    window_in = op.flat_map_batch("preaggregate", assembled,
+                                  lambda batch: preaggregate_batch(current_rules, batch))
+    # The window watermark waits for every source partition as forwarded by every assembly shard.
+    window_policy = WatermarkPolicy(
+        tuple(forwarded(p, a) for p in options.partitions for a in ASSEMBLY_KEYS),
+        settings.idle_partition_timeout, settings.allowed_lateness)
 
     def build_windows(resume: WindowState | None) -> WindowLogic:
         # Windows close behind the source watermark by the assembly wait (records held there
         # are not late) plus the allowed lateness.
         return WindowLogic(resume or WindowState(
-            ShardWindows(), new_watermark(watermark_policy, wait + settings.allowed_lateness),
+            ShardWindows(), new_watermark(window_policy, wait + settings.allowed_lateness),
             RuleEvaluator(current_rules()), AlertLifecycle()), current_rules,
-            options.on_closed)
+            options.on_closed, options.on_closed_minutes)
 
     window_out = op.stateful_batch("windows", window_in, build_windows)
     to_routing = op.map("to_routing", window_out, lambda kv: ("alerts", kv[1]))

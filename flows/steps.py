@@ -68,6 +68,46 @@ def new_watermark(policy: WatermarkPolicy, lateness: timedelta) -> Watermark:
                      idle_timeout=policy.idle_timeout, started_wall_unix_ns=_wall_ns())
 
 
+class SourceClock:
+    """Wall time for the watermark's idle timeouts, as a step sees it: the newest read time of
+    the progress it received, plus the time since it last received input.
+
+    Comparing progress read times with the step's own clock would take pipeline lag (a backlog
+    queued between decode and this step) for idle source partitions, leave them out and close
+    their minutes before their records arrive. Time still passes while the step receives
+    nothing, so minutes keep closing when traffic stops.
+    """
+
+    __slots__ = ("_input_wall", "_read_wall")
+
+    def __init__(self) -> None:
+        self._read_wall: int | None = None
+        self._input_wall = _wall_ns()
+
+    def received(self) -> None:
+        self._input_wall = _wall_ns()
+
+    def read_at(self, wall_unix_ns: int) -> None:
+        if self._read_wall is None or wall_unix_ns > self._read_wall:
+            self._read_wall = wall_unix_ns
+
+    @property
+    def read(self) -> int:
+        """While handling input: the newest read time seen (the wall clock before any)."""
+        return _wall_ns() if self._read_wall is None else self._read_wall
+
+    def now(self) -> int:
+        """Without input (idle timers)."""
+        if self._read_wall is None:
+            return _wall_ns()
+        return self._read_wall + max(0, _wall_ns() - self._input_wall)
+
+
+def forwarded(partition: str, assembly_shard: str) -> str:
+    """Name under which assembly shard `assembly_shard` forwards `partition`'s progress."""
+    return f"{partition}@{assembly_shard}"
+
+
 # --- trace assembly ---------------------------------------------------------------------------
 
 
@@ -77,42 +117,57 @@ class AssemblyState:
     watermark: Watermark
 
 
-class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record, AssemblyState]):
-    """Trace assembly for one shard; stream time is the watermark over all source partitions."""
+class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record | Progress, AssemblyState]):
+    """Trace assembly for one shard; stream time is the watermark over all source partitions.
+
+    Each batch's progress is forwarded downstream (as `forwarded(partition, shard)`) after the
+    records released with it, so the window stage, whose watermark is the minimum over every
+    assembly shard's forwarded progress, never sees progress ahead of records still in flight.
+    """
 
     def __init__(self, state: AssemblyState) -> None:
         self._state = state
         self._reported_open = 0
+        self._clock = SourceClock()
 
-    def on_batch(self, values: list[Record | Progress]) -> tuple[Iterable[Record], bool]:
-        out: list[Record] = []
+    def on_batch(self, values: list[Record | Progress]
+                 ) -> tuple[Iterable[Record | Progress], bool]:
+        out: list[Record | Progress] = []
         assembler = self._state.assembler
         before = assembler.released_early
+        newest: dict[str, Progress] = {}
+        self._clock.received()
         for value in values:
             if isinstance(value, Progress):
                 self._state.watermark.observe(value.partition, value.max_event_unix_ns,
                                               value.wall_unix_ns)
+                self._clock.read_at(value.wall_unix_ns)
+                seen = newest.get(value.partition)
+                if seen is None or value.max_event_unix_ns > seen.max_event_unix_ns:
+                    newest[value.partition] = value
             else:
                 out.extend(assembler.add(value))
-        out.extend(self._advance())
+        out.extend(self._advance(self._clock.read))
+        out.extend(Progress(forwarded(p.partition, p.shard), p.max_event_unix_ns,
+                            p.wall_unix_ns) for p in newest.values())
         instruments.TRACES_RELEASED_EARLY.inc(assembler.released_early - before)
         self._report_open()
         return out, False
 
-    def _advance(self) -> list[Record]:
-        now = self._state.watermark.current(_wall_ns())
+    def _advance(self, wall_unix_ns: int) -> list[Record]:
+        now = self._state.watermark.current(wall_unix_ns)
         return [] if now is None else self._state.assembler.advance(now)
 
     def _report_open(self) -> None:
         instruments.OPEN_TRACES.inc(self._state.assembler.open_traces - self._reported_open)
         self._reported_open = self._state.assembler.open_traces
 
-    def on_notify(self) -> tuple[Iterable[Record], bool]:
-        out = self._advance()
+    def on_notify(self) -> tuple[Iterable[Record | Progress], bool]:
+        out = self._advance(self._clock.now())
         self._report_open()
         return out, False
 
-    def on_eof(self) -> tuple[Iterable[Record], bool]:
+    def on_eof(self) -> tuple[Iterable[Record | Progress], bool]:
         out = self._state.assembler.release_all()
         self._report_open()
         return out, False
@@ -154,12 +209,16 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
     """One series shard: fold partials, close minutes at the watermark, evaluate, alert."""
 
     def __init__(self, state: WindowState, rules: Callable[[], RulesConfig],
-                 on_closed: Callable[[int], None] | None = None) -> None:
+                 on_closed: Callable[[int], None] | None = None,
+                 on_closed_minutes: Callable[[list[ClosedMinute]], None] | None = None) -> None:
         self._state = state
         self._rules = rules
         self._config = rules()
         self._policies = lifecycle_policy(self._config)
         self._on_closed = on_closed
+        self._on_closed_minutes = on_closed_minutes
+        """Sees every minute this shard closes (tests, audits); treat buckets as read-only."""
+        self._clock = SourceClock()
 
     def _reload(self) -> None:
         config = self._rules()
@@ -171,16 +230,20 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
     def on_batch(self, values: list[Partial | Progress]) -> tuple[Iterable[WindowOutput], bool]:
         self._reload()
         state = self._state
-        wall = _wall_ns()
+        clock = self._clock
+        clock.received()
+        # In arrival order: a partial is late only against progress that arrived before it
+        # (progress that follows it in the batch covers it).
+        watermark = state.watermark.current(clock.read)
         for value in values:
             if isinstance(value, Progress):
                 state.watermark.observe(value.partition, value.max_event_unix_ns,
                                         value.wall_unix_ns)
+                clock.read_at(value.wall_unix_ns)
                 state.max_event_unix_ns = max(state.max_event_unix_ns, value.max_event_unix_ns)
                 state.shard = value.shard or state.shard
-        watermark = state.watermark.current(wall)
-        for value in values:
-            if isinstance(value, Partial):
+                watermark = state.watermark.current(clock.read)
+            else:
                 verdict = state.windows.add_partial(value, watermark)
                 if verdict != "on_time":
                     instruments.LATE_RECORDS.labels(verdict).inc(value.state.records)
@@ -191,23 +254,28 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
         if watermark is None:
             return []
         closed_before = state.windows.closed_until_unix_ns
-        closed = state.windows.close_until(watermark)
+        out: list[WindowOutput] = []
+        closed: list[ClosedMinute] = []
+        # Close one minute at a time and evaluate it at once: rule views then read the windows
+        # as they were at that minute. (A backlog can close more minutes in one go than the
+        # minute ring keeps; evaluated afterwards, the early ones would see rings that moved
+        # on.) Each closed minute is followed by its Tick, so routing sees events and event
+        # time advance together.
+        for step_end in [*self._minute_ends(watermark), watermark]:
+            by_minute: dict[int, list[ClosedMinute]] = {}
+            for minute in state.windows.close_until(step_end):
+                by_minute.setdefault(minute.minute_start_unix_ns, []).append(minute)
+            for start in sorted(by_minute):
+                closed.extend(by_minute[start])
+                end = start + MINUTE_NS
+                for evaluation in state.evaluator.evaluate(by_minute[start], state.windows):
+                    policy = self._policies.get(evaluation.rule)
+                    if policy is not None:
+                        out.extend(state.lifecycle.observe(evaluation, policy))
+                out.extend(state.lifecycle.tick(end))
+                out.append(Tick(state.shard, end))
         if closed_before == state.windows.closed_until_unix_ns and not closed:
             return []
-        out: list[WindowOutput] = []
-        by_minute: dict[int, list[ClosedMinute]] = {}
-        for minute in closed:
-            by_minute.setdefault(minute.minute_start_unix_ns, []).append(minute)
-        # Minute by minute, each followed by its Tick, so routing sees events and event time
-        # advance together even when a backlog closes many minutes at once.
-        for start in sorted(by_minute):
-            end = start + MINUTE_NS
-            for evaluation in state.evaluator.evaluate(by_minute[start], state.windows):
-                policy = self._policies.get(evaluation.rule)
-                if policy is not None:
-                    out.extend(state.lifecycle.observe(evaluation, policy))
-            out.extend(state.lifecycle.tick(end))
-            out.append(Tick(state.shard, end))
         out.extend(state.lifecycle.tick(watermark))
         out.append(Tick(state.shard, watermark))
         instruments.CLOSED_MINUTES.inc(len(closed))
@@ -216,10 +284,23 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
                 instruments.ALERT_EVENTS.labels(event.state, str(event.tier)).inc()
         if self._on_closed is not None and closed:
             self._on_closed(len(closed))
+        if self._on_closed_minutes is not None and closed:
+            self._on_closed_minutes(closed)
         return out
 
+    def _minute_ends(self, watermark: int) -> range:
+        """Ends of the minutes that closing up to `watermark` closes, oldest first."""
+        windows = self._state.windows
+        target = watermark - watermark % MINUTE_NS
+        start = windows.closed_until_unix_ns
+        if start is None:
+            series = (windows.get(key) for key in windows)
+            opened = [m for w in series if w is not None for m in w.open_minutes]
+            start = min(opened, default=target)
+        return range(start + MINUTE_NS, target + 1, MINUTE_NS)
+
     def on_notify(self) -> tuple[Iterable[WindowOutput], bool]:
-        return self._close(self._state.watermark.current(_wall_ns())), False
+        return self._close(self._state.watermark.current(self._clock.now())), False
 
     def on_eof(self) -> tuple[Iterable[WindowOutput], bool]:
         # End of input (backtest, demo): everything read is final, close every minute in it.
