@@ -206,8 +206,7 @@ _FAMILIES: dict[str, tuple[Callable[[np.random.Generator, np.ndarray], _Parts],
     "A1": (_a1, ("spike", "spike", "dip", "shift", "burst"), (2, 5)),
     "A2": (_a2, ("spike", "dip"), (3, 6)),
     "A3": (_a3, ("spike", "dip"), (3, 6)),
-    "A4": (lambda rng, hours: _a3(rng, hours),
-           ("spike", "dip", "shift", "ramp", "variance"), (4, 7)),
+    "A4": (_a3, ("spike", "dip", "shift", "ramp", "variance"), (4, 7)),
     "NAB": (_nab, ("spike", "dip", "shift", "burst", "variance", "ramp"), (2, 4)),
 }
 

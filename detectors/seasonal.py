@@ -56,8 +56,8 @@ class Profile:
     """Seasonal offsets on a cycle of hour slots (see the module docstring).
 
     Weights decay with event time without touching every slot: a point learned at time t
-    weighs 2^((t - origin) / half-life) in `weights` (all slots share `origin`), so a slot's
-    weight as of the latest point is its stored weight x 2^(-(latest - origin) / half-life).
+    weighs 2^((t - origin) / half-life) in `weights` (all slots share `origin`), so every
+    slot is the time-decayed mean of what it learned, however long ago it was last visited.
     Everything is rescaled before the numbers overflow. Out-of-order points count as "now".
     """
 
@@ -72,7 +72,10 @@ class Profile:
         return cls([0.0] * count, [0.0] * count)
 
     def position(self, local: datetime) -> tuple[int, float]:
-        """(slot at or before the local time `local`, fraction of the way to the next)."""
+        """(slot at or before the local time `local`, fraction of the way to the next);
+        (0, 0.0) without slots."""
+        if not self.values:
+            return 0, 0.0
         hours = local.hour + (local.minute * 60 + local.second
                               + local.microsecond / 1e6) / 3600
         if len(self.values) > 24:
@@ -80,38 +83,29 @@ class Profile:
         slot = math.floor(hours)
         return slot % len(self.values), hours - slot
 
-    def _scale(self, half_life_s: float) -> float:
-        """What a stored weight is worth as of the latest point."""
-        if self.origin_s is None or self.latest_s is None:
+    def offset(self, slot: int, fraction: float) -> float:
+        """The offset at `fraction` of the way from `slot` to the next (0 without slots; a
+        slot never learned counts as 0)."""
+        if not self.values:
             return 0.0
-        return 2.0 ** (-(self.latest_s - self.origin_s) / half_life_s)
-
-    def offset(self, slot: int, fraction: float, *, half_life_s: float,
-               prior_weight: float) -> float:
-        """The interpolated offset; each slot shrunk by weight / (weight + prior_weight)."""
-        scale = self._scale(half_life_s)
-        total = 0.0
-        for index, share in ((slot, 1.0 - fraction), (slot + 1, fraction)):
-            if share <= 0.0:
-                continue
-            index %= len(self.values)
-            weight = self.weights[index] * scale
-            total += share * self.values[index] * weight / (weight + prior_weight)
-        return total
+        here = self.values[slot]
+        if fraction <= 0.0:
+            return here
+        return here + fraction * (self.values[(slot + 1) % len(self.values)] - here)
 
     def learn(self, slot: int, fraction: float, target: float, at_s: float, *,
-              half_life_s: float) -> None:
+              half_life_s: float, weight: float = 1.0) -> None:
         """Move the two slots around the point towards `target` (y minus everything else),
         each in proportion to its interpolation share: a time-decayed kernel mean."""
         if self.origin_s is None:
             self.origin_s = at_s
         self.latest_s = at_s if self.latest_s is None else max(self.latest_s, at_s)
         growth = 2.0 ** ((self.latest_s - self.origin_s) / half_life_s)
-        for index, share in ((slot, 1.0 - fraction), (slot + 1, fraction)):
+        for index, share in ((slot, 1.0 - fraction),
+                             ((slot + 1) % len(self.values), fraction)):
             if share <= 0.0:
                 continue
-            index %= len(self.values)
-            added = share * growth
+            added = share * weight * growth
             self.weights[index] += added
             self.values[index] += added / self.weights[index] * (target - self.values[index])
         if growth > _RESCALE_AT:

@@ -3,23 +3,38 @@
 In: one value per series per step with its event time and sample size `n`. Out: a `Score`
 with a calibrated anomaly in [0, 1], or None while warming up (and for n < `min_samples`).
 
-Baseline (Holt-Winters-like, additive): a level tracked by exponential smoothing with a short
-half-life in points (`level_half_life`, so it follows trends and slow wandering at any
-resolution), plus seasonal offsets: an hour-of-day profile and, on top of it, an
-hour-of-week one (see `seasonal.Profile`), each a time-decayed mean per slot over
-`half_life` (the weekly one over 3 x `half_life`). `seasonality = "auto"` (default) runs the
-level alone, level + daily and level + daily + weekly side by side and compares with the
-one-step forecast errors of each, in units of the current spread, decayed over `half_life`;
-the one in use is switched when another is 2% better, so weekly slots are used once history
-supports them and never on a series without that pattern. The spread is the EW root mean
-square of the forecast errors, kept per hour of day (blended with the global one while a
-slot is young, see `seasonal.SeasonalBaseline`), or the MAD with `robust = true`; a spread
-from few points is read as Student's t. It has a floor (`min_spread`, and
-`min_spread_ratio` x the level) so a flat series does not page on tiny wiggles. Anomalous
-points are not learned (`learn_anomalies = false`), nor is anything while an incident is open
-(it ends after `cooldown` normal points), and learned points are winsorized at `sigma`
-spreads; once an incident has `adapt_after` anomalous points (or has lasted that long) its
-mean offset is accepted as the new level.
+Baseline: a one-step forecast, Holt-Winters-like and additive, so that a trend or a daily or
+weekly pattern neither lags behind nor inflates the spread:
+
+- a level, exponentially smoothed with a half-life in points (`level_half_life`, default 8,
+  or a duration), so it follows trends and slow wandering at any resolution without knowing
+  it; each point moves it by at most 2 spreads' worth (a Huber-style clip), so a burst or a
+  shift that stays inside the band is absorbed slowly and shows in the run evidence below;
+- seasonal offsets (`seasonal.Profile`): an hour-of-day profile and, on top of it, an
+  hour-of-week one, interpolated between hour slots, each slot a time-decayed mean of what a
+  slow anchor level (half-life one day) leaves, over `half_life` (the weekly profile over
+  3 x `half_life`, and only once the daily one has two days behind it);
+- optionally a damped trend (x0.95 a point), for shapes the profiles do not cover.
+
+`seasonality` picks which forecasts compete: `"none"` (level), `"hour_of_day"` (level +
+daily profile), `"hour_of_week"` (level + daily + weekly profile), or `"auto"` (default: all
+three), each with and without the trend. All of them are kept up to date (a few floats
+each) and their one-step errors on learned points, in units of the current spread, are
+averaged over two days once the daily profile is a day old; the detector switches to the best
+when it beats the one in use by 2%. So weekly slots are used once the resolution and history
+make them pay (with hourly data a slot sees one point a week), and never on a series without
+that pattern. The detail of each Score names the forecast in use.
+
+Spread: the root mean square of the forecast errors (the median/MAD with `robust = true`),
+time-decayed over `half_life`, kept per hour of day (blended with the global one while a slot
+is young, see `seasonal.SeasonalBaseline`) so quiet nights and busy afternoons each get their
+own band; a spread from few points is read as Student's t. It has a floor (`min_spread`, and
+`min_spread_ratio` x the level) so a flat series does not page on tiny wiggles.
+
+Anomalous points are not learned (`learn_anomalies = false`), nor is anything while an
+incident is open (it ends after `cooldown` normal points), and learned points are winsorized
+at `sigma` spreads; once an incident has `adapt_after` anomalous points (or has lasted that
+long) its mean offset is accepted as the new level (the profiles keep their shape).
 
 What `sigma` means: with `sigma_per = "day"` (default), a Gaussian series raises a false alarm
 about as rarely per *day* as a 3-sigma event is rare (p = 0.27%: about once a year), whatever
@@ -32,11 +47,11 @@ for the residuals' lag-1 autocorrelation, so a step shows by its second or third
 Calibration, so `sigma` means about the same alert frequency on Gaussian and heavy-tailed
 series: the z of every learned point (and of each incident's onset, not the rest of it) goes
 into a decayed histogram (half-life 10 000 points, 0.25-wide bins per side). Each side's z is
-scaled by min(1, 2.5758 / its own 99.5% point), shrunk to 1 with the weight of 2000 points, so
-the series' tail lands where a Gaussian's does; rarer levels are extrapolated by that factor.
-The factor is never above 1: calibration only makes a noisy series quieter. Then
-`anomaly = (1 - 2 * tail * 4) ** m` for m points per day (or 1): about the chance that a
-normal day has no point this extreme, 0.9973 at the band.
+scaled so the series' tail lands where a Gaussian's does, measured as far out as the history
+supports and extrapolated beyond with the tail's own steepness (see `moments.tail_factor`),
+shrunk to 1 with the weight of 1000 points. The factor is never above 1: calibration only
+makes a noisy series quieter. Then `anomaly = (1 - 2 * tail * 4) ** m` for m points per day
+(or 1): about the chance that a normal day has no point this extreme, 0.9973 at the band.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> detector = _build({"warmup": 30, "warmup_span": "30m"})
@@ -63,6 +78,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from detectors.base import Score, register
 from detectors.moments import (
     Incident,
+    Location,
     StatsData,
     ZHistogram,
     decay,
@@ -95,11 +111,12 @@ RUN_POINTS = 4  # a level shift is judged on up to this many consecutive points
 _RUN_MIN_Z = 1.0  # every point of such a run deviates at least this much, the same way
 _LAG_MEMORY = 1000  # points behind the autocorrelation estimate
 _WEEKLY_MEMORY = 3.0  # the weekly profile remembers this many times `half_life`
-_PROFILE_PRIOR = 1.0  # a slot is shrunk towards 0 as if by this many points at 0
-_SPREAD_SLOTS = True
-_LEVEL_CLIP = 0.0
-_SUSPICIOUS = 0.0
+_ANCHOR_HALF_LIFE_S = _DAY_S  # the slow level the profiles are learned against
+_WEEKLY_AFTER_S = 2 * _DAY_S  # the weekly profile learns once the daily one is this old
+_COMPARE_AFTER_S = _DAY_S  # forecasts are compared once the daily profile is this old
+_COMPARE_HALF_LIFE_S = 2 * _DAY_S  # memory of the forecast comparison
 _SWITCH_MARGIN = 0.02  # another forecast must be this much better to be switched to
+_LEVEL_CLIP = 2.0  # a point moves the level by at most this many spreads' worth
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +160,9 @@ class ZScoreState:
     levels: tuple[float, ...]
     trends: tuple[float, ...]
     level_count: int
+    anchor: float
+    anchor_weight: float
+    anchor_last_s: float | None
     daily: ProfileData
     weekly: ProfileData
     model: int
@@ -151,6 +171,9 @@ class ZScoreState:
     model_last_s: float | None
     spread: StatsData
     spread_slots: tuple[StatsData, ...]
+    spread_vote: float
+    spread_vote_weight: float
+    spread_vote_last_s: float | None
     histogram: tuple[float, ...]
     histogram_total: float
     histogram_increment: float
@@ -232,14 +255,18 @@ class ZScore:
         self._levels = [0.0] * models
         self._trends = [0.0] * models
         self._level_count = 0
+        self._anchor, self._anchor_weight = 0.0, 0.0
+        self._anchor_last_s: float | None = None
         self._daily = Profile.empty("hour_of_day" if top > 0 else "none")
         self._weekly = Profile.empty("hour_of_week" if top > 1 else "none")
         self._model = self._candidates[0]
         self._model_errors = [0.0] * models
         self._model_weight = 0.0
         self._model_last_s: float | None = None
+        self._spread_vote, self._spread_vote_weight = 0.0, 0.0
+        self._spread_vote_last_s: float | None = None
         self._spread = SeasonalBaseline.empty(
-            "none" if c.seasonality == "none" or not _SPREAD_SLOTS else "hour_of_day",
+            "none" if c.seasonality == "none" else "hour_of_day",
             half_life_s=c.half_life_s, slot_warmup=c.slot_warmup)
 
     def rebaseline(self) -> None:
@@ -264,14 +291,11 @@ class ZScore:
         return min(max(_DAY_S / max(self._gap_s, 1e-3), 1.0), 1e7)
 
     def _frame(self, at: datetime) -> _Frame:
-        c = self.config
         local = local_time(at, self._zone)
-        day = self._daily.position(local) if self._daily.values else (0, 0.0)
-        week = self._weekly.position(local) if self._weekly.values else (0, 0.0)
-        daily = self._daily.offset(*day, half_life_s=c.half_life_s,
-                                   prior_weight=_PROFILE_PRIOR) if self._daily.values else 0.0
-        weekly = self._weekly.offset(*week, half_life_s=_WEEKLY_MEMORY * c.half_life_s,
-                                     prior_weight=_PROFILE_PRIOR) if self._weekly.values else 0.0
+        day = self._daily.position(local)
+        week = self._weekly.position(local)
+        daily = self._daily.offset(*day)
+        weekly = self._weekly.offset(*week)
         seasonal = (0.0, daily, daily + weekly)
         forecasts = tuple(
             level + _TREND_DAMPING * trend + seasonal[parts]
@@ -280,14 +304,43 @@ class ZScore:
         hour = local.hour if self._spread.slots else 0
         return _Frame(hour, day, week, daily, weekly, forecasts)
 
+    def _spread_locations(self, frame: _Frame, at_s: float) -> tuple[Location, Location]:
+        """The forecast errors' location for `frame`'s hour of day, and the global one."""
+        robust = self.config.robust
+        overall = self._spread.overall.location(robust=robust)
+        if not self._spread.slots:
+            return overall, overall
+        return self._spread.location(frame.hour, at_s, robust=robust)[0], overall
+
     def _spread_of(self, frame: _Frame, at_s: float) -> tuple[float, float, float]:
-        """(spread, estimated spread, effective points behind it) for a point in `frame`."""
+        """(spread, estimated spread, effective points behind it) for a point in `frame`:
+        per hour of day while that predicts the errors better, else global."""
         c = self.config
-        location, _ = self._spread.location(frame.hour, at_s, robust=c.robust)
+        hourly, overall = self._spread_locations(frame, at_s)
+        location = hourly if self._spread_vote > 0 else overall
         estimated = math.sqrt(location.variance + location.level * location.level)
         typical = max(abs(frame.forecasts[self._model]), abs(self._levels[self._model]))
         return (max(estimated, c.min_spread, c.min_spread_ratio * typical), estimated,
                 location.count)
+
+    def _vote_on_spread(self, error: float, frame: _Frame, at_s: float) -> None:
+        """Decayed mean (over `half_life`) of how much better the hour-of-day spread predicts
+        a learned error than the global one (Gaussian log-likelihood; > 0: per hour)."""
+        hourly, overall = self._spread_locations(frame, at_s)
+        if hourly is overall:
+            return
+        scores = []
+        for location in (hourly, overall):
+            variance = location.variance + location.level * location.level
+            if variance <= 0:
+                return
+            scores.append(-0.5 * (math.log(variance) + error * error / variance))
+        kept = 1.0 if self._spread_vote_last_s is None else decay(
+            at_s - self._spread_vote_last_s, self.config.half_life_s)
+        self._spread_vote_last_s = (at_s if self._spread_vote_last_s is None
+                                    else max(at_s, self._spread_vote_last_s))
+        self._spread_vote_weight = self._spread_vote_weight * kept + 1.0
+        self._spread_vote += (scores[0] - scores[1] - self._spread_vote) / self._spread_vote_weight
 
     def _read(self, value: float, at_s: float, frame: _Frame) -> _Reading | None:
         c = self.config
@@ -398,42 +451,54 @@ class ZScore:
         self._track_level_shift(value - reading.level, reading.is_anomalous, is_onset, at_s)
         is_quarantined = reading.is_anomalous or self._incident.is_open
         self._incident.observe(reading.is_anomalous, cooldown=c.cooldown)
-        is_suspicious = (_SUSPICIOUS > 0 and not c.learn_anomalies
-                         and abs(reading.evidence) >= _SUSPICIOUS * reading.band)
-        if (c.learn_anomalies or not is_quarantined) and not is_suspicious:
+        if c.learn_anomalies or not is_quarantined:
             # Winsorized at the classic sigma band, so one outlier that stays inside the
-            # (wider) alarm band cannot drag the forecast or blow up the spread.
+            # (wider) alarm band cannot drag the forecast or blow up the spread; the level
+            # moves by at most _LEVEL_CLIP spreads' worth.
             self._learn_point(value, frame, at_s, limit=c.sigma * reading.spread,
-                              level_limit=(_LEVEL_CLIP or c.sigma) * reading.spread)
+                              level_limit=min(_LEVEL_CLIP, c.sigma) * reading.spread)
 
     def _level_rate(self) -> float:
+        """The level's smoothing rate per point (from its half-life in points, or in time
+        over the measured spacing); a running mean while fewer points were learned."""
         c = self.config
         half_life = c.level_half_life
         if c.level_half_life_s > 0:
             half_life = c.level_half_life_s / self._gap_s if self._gap_count else 1.0
-        rate = 1.0 - 2.0 ** (-1.0 / max(half_life, 1e-3))
-        return max(rate, 1.0 / self._level_count)  # a running mean while it is young
+        rate = 1.0 - decay(1.0, max(half_life, 1e-3))
+        return max(rate, 1.0 / self._level_count)
 
     def _learn_point(self, value: float, frame: _Frame, at_s: float, *, limit: float,
                      level_limit: float) -> None:
-        """Learn a (winsorized) point into the levels, profiles, spread and model choice."""
+        """Learn a point, winsorized at `limit` from the forecast in use, into the forecast
+        comparison, the spread, the profiles, the anchor and every forecast's level and trend
+        (their corrections clipped at `level_limit`)."""
         c = self.config
         forecasts = frame.forecasts
-        if self._level_count == 0:  # the very first point: everything starts from it
+        if self._level_count == 0:  # the very first point: every level starts from it
             self._levels = [value] * len(self._levels)
+            self._anchor = value
             forecasts = tuple(value for _ in forecasts)
         chosen = forecasts[self._model]
         learned = chosen + min(max(value - chosen, -limit), limit)
+        daily_age = -math.inf if self._daily.origin_s is None else at_s - self._daily.origin_s
         spread, _, _ = self._spread_of(frame, at_s)
-        if spread > 0 and self._level_count > 0:
+        if spread > 0 and (not self._daily.values or daily_age >= _COMPARE_AFTER_S):
             self._compare_models(learned, forecasts, spread, at_s)
+        self._vote_on_spread(learned - chosen, frame, at_s)
         self._spread.update(learned - chosen, frame.hour, at_s)
-        if self._daily.values:  # what the daily profile explains of the daily model
-            self._daily.learn(*frame.day, learned - self._levels[1], at_s,
-                              half_life_s=c.half_life_s)
-        if self._weekly.values:  # what the weekly one explains beyond the daily one
-            self._weekly.learn(*frame.week, learned - self._levels[2] - frame.daily, at_s,
+        if self._daily.values:
+            # What the anchor leaves. The anchor is a mean of the first points only, so its
+            # first day counts little (from 0.1% up to full weight after a day).
+            maturity = min(1.0, max(daily_age, 0.0) / _ANCHOR_HALF_LIFE_S + 1e-3)
+            self._daily.learn(*frame.day, learned - self._anchor - frame.weekly, at_s,
+                              half_life_s=c.half_life_s, weight=maturity)
+        if self._weekly.values and daily_age >= _WEEKLY_AFTER_S:
+            # What the daily profile leaves, once it has settled (else the weekly profile
+            # would keep the daily one's first mistakes for weeks).
+            self._weekly.learn(*frame.week, learned - self._anchor - frame.daily, at_s,
                                half_life_s=_WEEKLY_MEMORY * c.half_life_s)
+        self._learn_anchor(learned - frame.daily - frame.weekly, at_s)
         self._level_count += 1
         rate = self._level_rate()
         for index, (forecast, (_, trended)) in enumerate(zip(forecasts, self._models,
@@ -446,14 +511,23 @@ class ZScore:
             else:
                 self._levels[index] += rate * error
 
+    def _learn_anchor(self, deseasonalized: float, at_s: float) -> None:
+        """The slow level the profiles learn against: a time-decayed mean over a day."""
+        kept = 1.0 if self._anchor_last_s is None else decay(at_s - self._anchor_last_s,
+                                                             _ANCHOR_HALF_LIFE_S)
+        self._anchor_last_s = at_s if self._anchor_last_s is None else max(at_s,
+                                                                           self._anchor_last_s)
+        self._anchor_weight = self._anchor_weight * kept + 1.0
+        self._anchor += (deseasonalized - self._anchor) / self._anchor_weight
+
     def _compare_models(self, learned: float, forecasts: tuple[float, ...], spread: float,
                         at_s: float) -> None:
         """Decayed mean squared one-step error of every forecast, in units of the current
         spread; switch to the best candidate when it beats the one in use by the margin."""
         if len(self._candidates) == 1:
             return
-        kept = 1.0 if self._model_last_s is None else decay(
-            at_s - self._model_last_s, self.config.half_life_s)
+        kept = 1.0 if self._model_last_s is None else decay(at_s - self._model_last_s,
+                                                            _COMPARE_HALF_LIFE_S)
         self._model_last_s = at_s if self._model_last_s is None else max(self._model_last_s,
                                                                        at_s)
         self._model_weight = self._model_weight * kept + 1.0
@@ -461,7 +535,7 @@ class ZScore:
         for index, forecast in enumerate(forecasts):
             error = (learned - forecast) / spread
             self._model_errors[index] += share * (error * error - self._model_errors[index])
-        best = min(self._candidates, key=lambda m: self._model_errors[m])
+        best = min(self._candidates, key=self._model_errors.__getitem__)
         if self._model_errors[best] < (1 - _SWITCH_MARGIN) * self._model_errors[self._model]:
             self._model = best
 
@@ -491,6 +565,7 @@ class ZScore:
             c.adapt_after_s > 0 and at_s - self._run_start_s >= c.adapt_after_s)
         if is_due and self._run_anomalies > 0:
             self._levels = [level + self._run_offset for level in self._levels]
+            self._anchor += self._run_offset
             self._spread.shift(0.0, min_variance=self._run_m2 / self._run_points)
             self._reset_run(at_s)
             self._recent_z = []  # measured against the old level
@@ -501,10 +576,13 @@ class ZScore:
             version=VERSION, config=self.config, count=self._count, first_s=self._first_s,
             last_seen_s=self._last_seen_s, gap_s=self._gap_s, gap_count=self._gap_count,
             levels=tuple(self._levels), trends=tuple(self._trends),
-            level_count=self._level_count,
+            level_count=self._level_count, anchor=self._anchor,
+            anchor_weight=self._anchor_weight, anchor_last_s=self._anchor_last_s,
             daily=self._daily.export(), weekly=self._weekly.export(), model=self._model,
             model_errors=tuple(self._model_errors), model_weight=self._model_weight,
             model_last_s=self._model_last_s, spread=spread, spread_slots=spread_slots,
+            spread_vote=self._spread_vote, spread_vote_weight=self._spread_vote_weight,
+            spread_vote_last_s=self._spread_vote_last_s,
             histogram=tuple(self._histogram.bins), histogram_total=self._histogram.total,
             histogram_increment=self._histogram.increment, recent_z=tuple(self._recent_z),
             z_lag=self._z_lag, z_square=self._z_square, lag_count=self._lag_count,
@@ -524,6 +602,8 @@ class ZScore:
         detector._gap_count = state.gap_count
         detector._levels, detector._level_count = list(state.levels), state.level_count
         detector._trends = list(state.trends)
+        detector._anchor, detector._anchor_weight = state.anchor, state.anchor_weight
+        detector._anchor_last_s = state.anchor_last_s
         detector._daily = Profile.load(state.daily)
         detector._weekly = Profile.load(state.weekly)
         detector._model, detector._model_errors = state.model, list(state.model_errors)
@@ -532,6 +612,9 @@ class ZScore:
         detector._spread = SeasonalBaseline.load(
             detector._spread.seasonality, half_life_s=c.half_life_s,
             slot_warmup=c.slot_warmup, overall=state.spread, slots=state.spread_slots)
+        detector._spread_vote = state.spread_vote
+        detector._spread_vote_weight = state.spread_vote_weight
+        detector._spread_vote_last_s = state.spread_vote_last_s
         detector._histogram = ZHistogram(list(state.histogram), state.histogram_total,
                                          state.histogram_increment)
         detector._recent_z = list(state.recent_z)
@@ -572,7 +655,7 @@ def _build(params: Mapping[str, Any]) -> ZScore:
     day = timedelta(days=1)
     adapt_after, adapt_after_s = p.points_or_duration("adapt_after", default=60)
     level_half_life, level_half_life_s = p.points_or_duration(
-        "level_half_life", default=4, low=1, high=1_000_000)
+        "level_half_life", default=8, low=1, high=1_000_000)
     config = ZScoreConfig(
         sigma=p.number("sigma", default=3.0, low=0.5, high=20),
         sigma_per=p.choice("sigma_per", default="day", allowed=("day", "point")),
