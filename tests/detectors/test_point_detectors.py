@@ -453,7 +453,8 @@ def test_spike_on_trend_and_seasonality_is_caught(resolution: str) -> None:
     values[spike] += 8.0 * NOISE_SD
     scores = run(zscore(), values, times)
     assert [i for i, s in enumerate(scores) if s and s.is_anomalous] == [spike]
-    assert scores[spike] is not None and scores[spike].is_onset
+    onset = scores[spike]
+    assert onset is not None and onset.is_onset
 
 
 def test_auto_seasonality_uses_no_profile_without_a_pattern() -> None:
