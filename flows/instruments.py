@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter as Counter_
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge
 
 MESSAGES = Counter("spanwatch_messages_total", "Kafka messages read, by outcome",
@@ -21,3 +25,48 @@ LATE_RECORDS = Counter("spanwatch_late_records_total",
 CLOSED_MINUTES = Counter("spanwatch_closed_minutes_total", "Series-minutes closed")
 ALERT_EVENTS = Counter("spanwatch_alert_events_total", "Alert lifecycle transitions",
                        ["state", "tier"])
+ACTIVE_SERIES = Gauge("spanwatch_active_series", "Series with windows kept, by window shard",
+                      ["shard"])
+ALERTS = Gauge("spanwatch_alerts", "Alert instances by lifecycle state and tier (pending, "
+               "firing), summed over the window shards of this process", ["state", "tier"])
+CONSUMER_LAG = Gauge("spanwatch_consumer_lag_messages",
+                     "Broker high watermark minus the next offset to read, per source partition "
+                     "this process reads (sampled every 15 s)", ["topic", "partition"])
+NOTIFICATIONS = Counter("spanwatch_notifications_total",
+                        "Delivery attempts by receiver and outcome (sent, retried, failed)",
+                        ["receiver", "outcome"])
+OUTBOX_DEPTH = Gauge("spanwatch_outbox_pending", "Notifications waiting in the outbox",
+                     ["receiver"])
+
+# Last offset read per (topic, partition): the flow writes it once per batch, the lag monitor
+# reads it. A plain dict under a lock: cheaper than a labelled gauge on the hot path.
+_offsets_lock = threading.Lock()
+_read_offsets: dict[tuple[str, int], int] = {}
+
+
+def record_offset(topic: str, partition: int, offset: int) -> None:
+    with _offsets_lock:
+        if offset > _read_offsets.get((topic, partition), -1):
+            _read_offsets[(topic, partition)] = offset
+
+
+def read_offsets() -> dict[tuple[str, int], int]:
+    with _offsets_lock:
+        return dict(_read_offsets)
+
+
+# Alert counts per window shard, so shards of one process do not overwrite each other's.
+_alerts_lock = threading.Lock()
+_alerts_by_shard: dict[str, Mapping[tuple[str, int], int]] = {}
+
+
+def set_shard_alerts(shard: str, counts: Mapping[tuple[str, int], int]) -> None:
+    """Publish one window shard's alert instances by (state, tier); the gauge is the sum."""
+    with _alerts_lock:
+        _alerts_by_shard[shard] = counts
+        total: Counter_[tuple[str, int]] = Counter_()
+        for shard_counts in _alerts_by_shard.values():
+            total.update(shard_counts)
+    for state in ("pending", "firing"):
+        for tier in (1, 2, 3):
+            ALERTS.labels(state, str(tier)).set(total.get((state, tier), 0))

@@ -31,6 +31,7 @@ from flows.kafka_io import (
     KafkaItem,
     build_dead_letter_sink,
     build_source,
+    record_offsets,
     to_dead_letter_message,
     to_source_message,
 )
@@ -108,6 +109,7 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]) -> list[DeadLetter | 
     """Decode a source batch: dead letters, records keyed by trace shard, and progress."""
     out: list[DeadLetter | Keyed] = []
     progress: dict[str, int] = {}
+    record_offsets(items)
     for item in items:
         message = to_source_message(item)
         result = message if isinstance(message, DeadLetter) else decoder.decode(message)

@@ -279,6 +279,8 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
         out.extend(state.lifecycle.tick(watermark))
         out.append(Tick(state.shard, watermark))
         instruments.CLOSED_MINUTES.inc(len(closed))
+        instruments.ACTIVE_SERIES.labels(state.shard).set(len(state.windows))
+        instruments.set_shard_alerts(state.shard, state.lifecycle.counts())
         for event in out:
             if isinstance(event, AlertEvent):
                 instruments.ALERT_EVENTS.labels(event.state, str(event.tier)).inc()

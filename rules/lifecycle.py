@@ -26,6 +26,7 @@ Semantics, and where they differ from Prometheus + Alertmanager:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -126,6 +127,10 @@ class AlertLifecycle:
 
     def __len__(self) -> int:
         return len(self._instances)
+
+    def counts(self) -> Counter[tuple[str, int]]:
+        """Instances by (state, tier), for the self-metrics."""
+        return Counter((inst.state, inst.evaluation.tier) for inst in self._instances.values())
 
     def state_of(self, fingerprint: str) -> AlertState:
         inst = self._instances.get(fingerprint)

@@ -302,6 +302,7 @@ def _warn_unknown_names(silence: Silence, rules_file: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from spanwatch.observability import configure_logging  # noqa: PLC0415
     from spanwatch.runner import run_forever  # noqa: PLC0415
     from spanwatch.settings import Settings  # noqa: PLC0415
 
@@ -316,6 +317,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.output_file:
         overrides["output_file"] = args.output_file
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_format, settings.log_level)
     return run_forever(settings, workers=args.workers)
 
 

@@ -19,6 +19,7 @@ from rules.silences import load_silences, lookup
 from spanwatch.delivery import GroupNotifier, UsageRecorder
 from spanwatch.flow_runtime import kafka_partitions
 from spanwatch.live_rules import LiveRules
+from spanwatch.observability import start_observability
 from spanwatch.settings import Settings
 
 log = logging.getLogger("spanwatch.run")
@@ -72,9 +73,19 @@ def run_forever(settings: Settings, workers: int = 1) -> int:
              settings.kafka.spans_topic, len(partitions), settings.kafka.bootstrap_servers,
              workers, len(rules.rules))
     runtime.start()
+    observability = start_observability(
+        host=settings.http_host, port=settings.http_port,
+        kafka_client_config=settings.kafka.client_config(), outbox=runtime.outbox,
+        receivers=list(rules.receivers),
+        details=lambda: {"rules": len(live_rules().rules), "topic": settings.kafka.spans_topic})
+    stopped = "stopped"
     try:
         cli_main(flow, workers_per_process=workers)  # type: ignore[no-untyped-call]
+    except BaseException as exc:
+        stopped = f"flow failed: {type(exc).__name__}"
+        raise
     finally:
+        observability.stop(stopped)
         runtime.stop()
         if writer is not None:
             writer.close()

@@ -94,5 +94,12 @@ class Settings(BaseSettings):
                     "holds the watermark back.")
     output_file: Path | None = Field(
         default=None, description="Also append findings as JSON lines to this file.")
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per log line (for log shippers).")
+    http_host: str = Field(default="0.0.0.0",  # noqa: S104 - scraped from other containers
+                           description="Interface of the /metrics, /healthz, /readyz server.")
+    http_port: int | None = Field(
+        default=9464, ge=0, le=65535,
+        description="Port of the self-metrics and health server; 0 picks a free one, "
+                    "unset (empty) turns it off.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
