@@ -32,11 +32,6 @@ ALERTS = Gauge("spanwatch_alerts", "Alert instances by lifecycle state and tier 
 CONSUMER_LAG = Gauge("spanwatch_consumer_lag_messages",
                      "Broker high watermark minus the next offset to read, per source partition "
                      "this process reads (sampled every 15 s)", ["topic", "partition"])
-NOTIFICATIONS = Counter("spanwatch_notifications_total",
-                        "Delivery attempts by receiver and outcome (sent, retried, failed)",
-                        ["receiver", "outcome"])
-OUTBOX_DEPTH = Gauge("spanwatch_outbox_pending", "Notifications waiting in the outbox",
-                     ["receiver"])
 
 # Last offset read per (topic, partition): the flow writes it once per batch, the lag monitor
 # reads it. A plain dict under a lock: cheaper than a labelled gauge on the hot path.

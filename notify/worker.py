@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from notify.instruments import NOTIFICATIONS
 from notify.outbox import Outbox, OutboxRow
 from notify.records import Delivered, Delivery, Failed, Notification, Notifier, Retry
 from notify.retry import RetryPolicy
@@ -131,10 +132,12 @@ class DeliveryWorker:
         fields = (self.receiver, row.dedup_key, row.kind, row.sequence, attempt)
         if isinstance(delivery, Delivered):
             self.outbox.mark_delivered(row.id, now, delivery.detail, delivery.message)
+            NOTIFICATIONS.labels(self.receiver, "sent").inc()
             log.info("delivered receiver=%s dedup_key=%s kind=%s sequence=%d attempt=%d "
                      "answer=%r", *fields, delivery.detail)
         elif isinstance(delivery, Failed):
             self.outbox.mark_failed(row.id, now, delivery.why)
+            NOTIFICATIONS.labels(self.receiver, "failed").inc()
             log.error("delivery failed for good receiver=%s dedup_key=%s kind=%s sequence=%d "
                       "attempt=%d why=%r", *fields, delivery.why)
         else:
@@ -144,10 +147,12 @@ class DeliveryWorker:
                 why = (f"{delivery.why}; gave up after {attempt} attempts: the delivery "
                        f"deadline of {self.policy.deadline} since enqueue would pass")
                 self.outbox.mark_failed(row.id, now, why)
+                NOTIFICATIONS.labels(self.receiver, "failed").inc()
                 log.error("delivery failed for good receiver=%s dedup_key=%s kind=%s "
                           "sequence=%d attempt=%d why=%r", *fields, why)
                 return
             self.outbox.reschedule(row.id, at, delivery.why)
+            NOTIFICATIONS.labels(self.receiver, "retried").inc()
             # The receiver is rate limiting or unwell: pause all of it, not only this row.
             self._paused_until = at
             log.warning("delivery will be retried receiver=%s dedup_key=%s kind=%s "

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from flows import instruments
+from notify import instruments as notify_instruments
 
 log = logging.getLogger("spanwatch.observability")
 
@@ -230,7 +231,7 @@ def start_observability(*, host: str, port: int | None, kafka_client_config: Map
 
     def outbox_depth() -> None:
         for receiver in receivers:
-            instruments.OUTBOX_DEPTH.labels(receiver).set(outbox.pending_count(receiver))
+            notify_instruments.OUTBOX_DEPTH.labels(receiver).set(outbox.pending_count(receiver))
 
     sampler = Sampler([lag.sample, outbox_depth])
     health = Health(running=True, details=details)

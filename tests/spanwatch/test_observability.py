@@ -23,6 +23,9 @@ from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
 from flows import instruments
+from notify.outbox import Outbox
+from notify.records import Delivered, Failed, Retry
+from notify.worker import DeliveryWorker
 from spanwatch.observability import (
     Health,
     JsonFormatter,
@@ -33,6 +36,8 @@ from spanwatch.observability import (
 from tests.broker import KafkaUnderTest
 from tests.fakes.genai_trace import SECRET_PROMPT, chat_trace
 from tests.fakes.otel_spans import T0_NS, SpanRecorder, otlp_proto
+from tests.notify.conftest import FakeClock
+from tests.notify.test_worker import ScriptedNotifier, notes
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTING_KEY = "R0UT1NGKEY0000000000000000000042"
@@ -210,3 +215,22 @@ def test_spanwatch_run_exports_its_own_metrics_while_consuming(
     assert any(line["logger"] == "spanwatch.run" for line in lines), stderr[-2000:]
     assert SECRET_PROMPT not in stderr
     assert ROUTING_KEY not in stderr
+
+
+def test_delivery_outcomes_are_counted_per_receiver(tmp_path: Path) -> None:
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("spanwatch_notifications_total",
+                                         {"receiver": "obs-test", "outcome": outcome}) or 0.0
+
+    before = {o: count(o) for o in ("sent", "retried", "failed")}
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    clock = FakeClock()
+    first, second = notes("obs-test", ("chat", "trigger", 0), ("search", "trigger", 0))
+    outbox.enqueue(first, clock.now())
+    outbox.enqueue(second, clock.now())
+    notifier = ScriptedNotifier("obs-test", Retry(None, "503"), Retry(None, "429"),
+                                Delivered("ok"), Failed("400 invalid"))
+    DeliveryWorker(notifier, outbox, clock=clock, jitter=lambda: 0.0).drain(timeout_s=600)
+    outbox.close()
+    after = {o: count(o) for o in ("sent", "retried", "failed")}
+    assert {o: after[o] - before[o] for o in after} == {"sent": 1, "retried": 2, "failed": 1}
