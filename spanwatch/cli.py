@@ -165,6 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
+    except Exception as exc:
+        # Bytewax reports SIGINT (Ctrl-C, `docker compose stop`) as a BytewaxRuntimeError
+        # caused by KeyboardInterrupt: a requested stop, not a failure.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            log.info("stopped by signal")
+            return EXIT_OK
+        raise
     return EXIT_USAGE
 
 
