@@ -28,8 +28,12 @@ compares rates, e.g. the alert window and the same window of the baseline day.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from ingest.pricing import PriceTable
+from metrics.cost_mix import CostWindows, ModelCost
 
 Factor = Literal["request_volume", "tokens_per_request", "token_mix", "price", "model_mix"]
 
@@ -202,3 +206,57 @@ def attribute_cost(baseline: CostAggregate, current: CostAggregate) -> CostAttri
     shares = tuple(
         FactorShare(f, totals[f], totals[f] / change if change else None) for f in FACTORS)
     return CostAttribution(baseline.cost_usd, current.cost_usd, shares)
+
+
+# --- from the usage an alert carries -----------------------------------------------------------
+
+
+def _usage(m: ModelCost, prices: PriceTable | None) -> ModelUsage:
+    """A `ModelUsage` whose cost equals the observed cost of `m`.
+
+    The buckets keep one cost per model, not one per token type; the type split comes from the
+    price table's relative prices, scaled so the total matches what was observed (so a changed
+    table or explicit cost attributes show as a price change). A model the table lacks gets one
+    blended price per token; calls without token counts count as one unit each.
+    """
+    cached = min(m.cached_input_tokens, m.input_tokens)
+    uncached, output = m.input_tokens - cached, m.output_tokens
+    listed = prices.price_of(m.model) if prices is not None and m.model else None
+    list_cost = (uncached * listed.input_per_mtok + cached * listed.cached_input_per_mtok
+                 + output * listed.output_per_mtok) / 1e6 if listed is not None else 0.0
+    if listed is not None and list_cost > 0:
+        k = m.cost_usd / list_cost
+        rates = (listed.input_per_mtok * k, listed.cached_input_per_mtok * k,
+                 listed.output_per_mtok * k)
+    else:
+        tokens = uncached + cached + output
+        if tokens <= 0:  # cost without token counts: one unit per call
+            uncached, cached, output, tokens = 0.0, 0.0, m.calls, m.calls
+        blended = m.cost_usd / tokens * 1e6 if tokens > 0 else 0.0
+        rates = (blended, blended, blended)
+    return ModelUsage(m.model, m.calls, uncached, cached, output, *rates)
+
+
+def _summed(rows: Iterable[ModelCost]) -> tuple[ModelCost, ...]:
+    by_model: dict[str, list[float]] = {}
+    for m in rows:
+        total = by_model.setdefault(m.model, [0.0] * 5)
+        for i, value in enumerate((m.calls, m.input_tokens, m.cached_input_tokens,
+                                   m.output_tokens, m.cost_usd)):
+            total[i] += value
+    return tuple(ModelCost(model, *values) for model, values in sorted(by_model.items()))
+
+
+def attribution_of(windows: Sequence[CostWindows], prices: PriceTable | None = None
+                   ) -> CostAttribution | None:
+    """The attribution of the cost change that the alerts' `CostWindows` show (summed over the
+    series of a group), or None without usage. Rates compare: each baseline is already scaled
+    to its alert's window."""
+    if not windows:
+        return None
+    current = _summed(m for w in windows for m in w.current)
+    baseline = _summed(m for w in windows for m in w.baseline)
+    if not current or not baseline:
+        return None
+    return attribute_cost(CostAggregate(tuple(_usage(m, prices) for m in baseline)),
+                          CostAggregate(tuple(_usage(m, prices) for m in current)))

@@ -123,6 +123,33 @@ def alert_message(n: Notification) -> SlackMessage:
     return SlackMessage(text, tuple(b.blocks), tuple(b.truncated))
 
 
+def resolved_root_message(resolve: Notification) -> SlackMessage:
+    """What an alert's root message becomes when the alert resolves (Slack chat.update): the
+    resolved title and when it resolved, above what the root said when it was posted (or,
+    when the outbox no longer has that, the resolve's own details)."""
+    root = resolve.thread_root or resolve
+    lines = resolve.alerts
+    text = f"Resolved {fmt_time(max(x.at for x in lines))}" if lines else "Resolved"
+    if lines:
+        started = min(x.started_at for x in lines)
+        text += (f" after {fmt_duration((max(x.at for x in lines) - started).total_seconds())} "
+                 f"(since {fmt_time(started)})")
+    if resolve.thread_root is not None:
+        text += ". As first posted:"
+    original = alert_message(root)
+    b = _Builder()
+    mark = ":test_tube: " if resolve.is_test else ""
+    b.header(f"{mark}{_EMOJI['resolve']} {resolve.title}")
+    b.section(escape(text), "resolved")
+    blocks = [*b.blocks, *original.blocks[1:]]  # the original without its header
+    truncated = [*b.truncated, *original.truncated]
+    if len(blocks) > MAX_BLOCKS:  # keep the tail (cost change, runbook and rule context)
+        blocks = [*blocks[:MAX_BLOCKS - 2], *blocks[-2:]]
+        truncated.append(f"root message cut to {MAX_BLOCKS} blocks")
+    fallback, _ = cut(f"{resolve.title}: {text}", MAX_FALLBACK_TEXT)
+    return SlackMessage(fallback, tuple(blocks), tuple(truncated))
+
+
 def _contributors(title: str, rows: tuple[tuple[str, float, float], ...]) -> str:
     lines = [f"*{title}*"] + [f"• {escape(name)}: ${cost:,.2f} ({share:.0%})"
                                for name, cost, share in rows]

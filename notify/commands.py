@@ -141,7 +141,8 @@ def test_receiver(name: str, rules_file: Path, settings: NotifySettings, *,
     out.write(f"testing receiver {name!r} ({config.kind}), dedup_key {trigger.dedup_key}\n")
     first = _send_with_retries(notifier, trigger, clock, deadline_s, out)
     if isinstance(first, Delivered) and first.message is not None:
-        resolve = replace(resolve, thread=first.message)  # Slack: resolve in the thread
+        # Slack: resolve in the thread, and the root edited to resolved
+        resolve = replace(resolve, thread=first.message, thread_root=trigger)
     second = _send_with_retries(notifier, resolve, clock, deadline_s, out)
     for n, delivery in ((trigger, first), (resolve, second)):
         if isinstance(delivery, Delivered):

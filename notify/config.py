@@ -163,6 +163,11 @@ class NotifySettings(BaseModel):
     backoff_initial: timedelta = Field(default=timedelta(seconds=1), gt=timedelta(0))
     backoff_max: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
     http_timeout_s: float = Field(default=10.0, gt=0)
+    outbox_retention: timedelta = Field(
+        default=timedelta(days=7), ge=timedelta(hours=1),
+        description="Delivered and failed outbox rows older than this are deleted (hourly). "
+                    "Keep it longer than any replay after a restart: a purged notification "
+                    "that is replayed goes out again.")
     ca_file: Path | None = Field(default=None, description="Extra CA bundle (TLS gateways).")
     secrets: dict[str, ReceiverSecrets] = Field(
         default_factory=dict, description="Per receiver name (case-insensitive, - as _).")

@@ -53,10 +53,13 @@ CREATE TABLE IF NOT EXISTS threads (
     dedup_key         TEXT NOT NULL,
     channel           TEXT NOT NULL,
     ts                TEXT NOT NULL,
-    updated_at_unix_s REAL NOT NULL,
+    updated_at_unix_s REAL NOT NULL,    -- last delivery in the thread
+    root_id           INTEGER,          -- the outbox row that posted the root message
     PRIMARY KEY (receiver, dedup_key)
 );
 """
+_MIGRATIONS = (("threads", "root_id", "ALTER TABLE threads ADD COLUMN root_id INTEGER"),)
+"""Columns added after the first release: added to an older outbox file when opened."""
 
 # Head-of-line rows: the oldest pending row of each alert (dedup_key) at this receiver. Later
 # rows of the same alert wait until it is delivered or failed, so each alert's notifications
@@ -115,6 +118,10 @@ class Outbox:
         # FULL: a delivered mark or an enqueue survives power loss too, not only a crash.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        for table, column, statement in _MIGRATIONS:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -179,11 +186,16 @@ class Outbox:
                        "answer = ? WHERE id = ?", (_ts(now), answer, row_id))
             if message is not None:
                 db.execute(
-                    "INSERT INTO threads (receiver, dedup_key, channel, ts, updated_at_unix_s) "
-                    "SELECT receiver, dedup_key, ?, ?, ? FROM outbox WHERE id = ? "
+                    "INSERT INTO threads (receiver, dedup_key, channel, ts, updated_at_unix_s, "
+                    "root_id) SELECT receiver, dedup_key, ?, ?, ?, id FROM outbox WHERE id = ? "
                     "ON CONFLICT (receiver, dedup_key) DO UPDATE SET channel = excluded.channel, "
-                    "ts = excluded.ts, updated_at_unix_s = excluded.updated_at_unix_s",
+                    "ts = excluded.ts, updated_at_unix_s = excluded.updated_at_unix_s, "
+                    "root_id = excluded.root_id",
                     (message.channel, message.ts, _ts(now), row_id))
+            else:  # activity keeps a thread from being purged
+                db.execute(
+                    "UPDATE threads SET updated_at_unix_s = ? WHERE (receiver, dedup_key) = "
+                    "(SELECT receiver, dedup_key FROM outbox WHERE id = ?)", (_ts(now), row_id))
 
     def mark_failed(self, row_id: int, now: datetime, why: str) -> None:
         with self._tx() as db:
@@ -201,6 +213,14 @@ class Outbox:
                 "SELECT channel, ts FROM threads WHERE receiver = ? AND dedup_key = ?",
                 (receiver, dedup_key)).fetchone()
         return None if found is None else MessageRef(found[0], found[1])
+
+    def thread_root(self, receiver: str, dedup_key: str) -> Notification | None:
+        """The notification that posted the alert's thread root, if the outbox still has it."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT o.notification FROM threads t JOIN outbox o ON o.id = t.root_id "
+                "WHERE t.receiver = ? AND t.dedup_key = ?", (receiver, dedup_key)).fetchone()
+        return None if found is None else notification_from_json(found[0])
 
     def rows(self, receiver: str | None = None) -> list[OutboxRow]:
         """All rows (of one receiver), in insertion order: for inspection and tests."""
@@ -220,11 +240,18 @@ class Outbox:
         return int(count)
 
     def purge(self, before: datetime) -> int:
-        """Delete delivered and failed rows finished before `before`. Keep them longer than
-        any replay window: a purged row's notification would be sent again if replayed."""
+        """Delete delivered and failed rows finished before `before`, and threads without a
+        delivery since then; a live thread keeps its root row (to edit it on resolve). Keep
+        rows longer than any replay window: a purged row's notification would be sent again
+        if replayed. Returns the number of outbox rows deleted."""
         with self._tx() as db:
+            db.execute("DELETE FROM threads WHERE updated_at_unix_s < ? AND NOT EXISTS ("
+                       "SELECT 1 FROM outbox o WHERE o.receiver = threads.receiver AND "
+                       "o.dedup_key = threads.dedup_key AND o.status = 'pending')",
+                       (_ts(before),))
             return db.execute(
-                "DELETE FROM outbox WHERE status != 'pending' AND finished_at_unix_s < ?",
+                "DELETE FROM outbox WHERE status != 'pending' AND finished_at_unix_s < ? "
+                "AND id NOT IN (SELECT root_id FROM threads WHERE root_id IS NOT NULL)",
                 (_ts(before),)).rowcount
 
     @staticmethod

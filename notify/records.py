@@ -143,6 +143,9 @@ class Notification:
     """A test sent by `spanwatch test-receiver`; every rendering marks it clearly."""
     thread: MessageRef | None = None
     """Filled by the delivery worker from the outbox: the message to reply under (Slack)."""
+    thread_root: Notification | None = None
+    """For a resolve, filled by the delivery worker: the notification that posted the thread's
+    root message (when the outbox still has it), so Slack can edit that message to resolved."""
 
 
 _NOTIFICATION = TypeAdapter(Notification)

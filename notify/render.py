@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from string import Formatter
 from urllib.parse import quote
 
-from notify.attribution import CostAttribution
+from ingest.pricing import PriceTable
+from notify.attribution import CostAttribution, attribution_of
 from notify.records import AlertLine, Notification, NotificationKind, TraceLink
 from rules.records import AlertEvent, Evaluation, Labels
 
@@ -138,7 +139,7 @@ def build_notification(
     events: Sequence[AlertEvent], *, receiver: str, kind: NotificationKind,
     metric: str = "", runbook: str = "", trace_url_template: str | None = None,
     attribution: CostAttribution | None = None, key: str | None = None,
-    is_test: bool = False,
+    is_test: bool = False, prices: PriceTable | None = None,
 ) -> Notification:
     """One notification for `receiver` about a group of same-rule alerts (often one).
 
@@ -146,6 +147,8 @@ def build_notification(
         events: the latest event of each alert in the group, all of one rule.
         kind: what to say (see `kind_of`); the lifecycle decides, this only renders.
         key: a stable group key; defaults to the fingerprint (one alert) or `group_key`.
+        attribution: defaults to the split of the cost change that firing cost alerts carry
+            (`Evaluation.cost`), with the type split of `prices` (see `attribution_of`).
     """
     if not events:
         raise ValueError("build_notification needs at least one AlertEvent")
@@ -167,6 +170,10 @@ def build_notification(
         summary = "; ".join(f"{labels_text(x.labels)}: {x.value_text}" for x in lines)
     if is_test:
         summary = "spanwatch test-receiver: not a real incident. " + summary
+    if attribution is None and kind != "resolve":
+        attribution = attribution_of([e.evaluation.cost for e in ordered
+                                      if e.state == "firing" and e.evaluation.cost is not None],
+                                     prices)
     return Notification(
         receiver=receiver, kind=kind, dedup_key=dedup_key(receiver, key or group_key(events)),
         sequence=max(e.at_unix_ns for e in events), rule=rule, tier=tier, title=title,

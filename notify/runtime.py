@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from ingest.pricing import PriceTable
 from notify.attribution import CostAttribution
 from notify.config import PAGERDUTY_KEY_ENV, SLACK_WEBHOOK_ENV, NotifySettings, env_secret
 from notify.console import ConsoleNotifier, FileNotifier
@@ -128,10 +129,13 @@ class NotifyRuntime:
     digest_store: DigestStore
     service: DeliveryService
     schedulers: dict[str, DigestScheduler] = field(default_factory=dict)
+    prices: PriceTable | None = None
+    """Relative prices of input, cached and output tokens, for cost attributions."""
 
     @classmethod
     def build(cls, receivers: Mapping[str, ReceiverLike], settings: NotifySettings, *,
-              clock: Clock | None = None) -> NotifyRuntime:
+              clock: Clock | None = None, prices: PriceTable | None = None) -> NotifyRuntime:
+        """`prices`: the price table ingest uses (the shipped one when not given)."""
         clock = clock or SystemClock()
         outbox = Outbox(settings.outbox_path)
         store = DigestStore(settings.digest_path)
@@ -143,12 +147,13 @@ class NotifyRuntime:
                 outbox, policy=policy, budget=budget_of(config), clock=clock,
                 lease=policy_lease(settings))
             for name, config in receivers.items()}
-        service = DeliveryService(outbox, workers, clock)
+        service = DeliveryService(outbox, workers, clock, retention=settings.outbox_retention)
         schedulers = {
             name: digest_scheduler(name, config, store, settings, submit=service.submit,
                                    clock=clock)
             for name, config in receivers.items() if config.kind == "digest"}
-        return cls(settings, receivers, outbox, store, service, schedulers)
+        return cls(settings, receivers, outbox, store, service, schedulers,
+                   prices or PriceTable.load())
 
     def submit(self, n: Notification) -> bool:
         """Enqueue one notification (returns at once; False if already enqueued)."""
@@ -168,7 +173,7 @@ class NotifyRuntime:
             n = build_notification(events, receiver=receiver, kind=kind, metric=metric,
                                    runbook=runbook,
                                    trace_url_template=self.settings.trace_url_template,
-                                   attribution=attribution, key=key)
+                                   attribution=attribution, key=key, prices=self.prices)
             self.submit(n)
             submitted.append(n)
         return submitted

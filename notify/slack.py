@@ -2,7 +2,8 @@
 
 Two modes. Incoming webhook: every notification is a message in the webhook's channel. Bot
 token: `chat.postMessage` to the configured channel; an alert's first message starts a thread
-(channel and ts kept in the outbox) and its updates, repeats and resolve are replies in it.
+(channel and ts kept in the outbox) and its updates, repeats and resolve are replies in it; on
+resolve the root message is also edited (`chat.update`) to show the alert resolved.
 Rate limits: https://api.slack.com/docs/rate-limits (about one message per second per
 channel; 429 with Retry-After). Webhook errors:
 https://api.slack.com/messaging/webhooks#handling_errors
@@ -21,8 +22,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from notify.blocks import SlackMessage, message_for
-from notify.records import Delivered, Delivery, MessageRef, Notification, Retry
+from notify.blocks import SlackMessage, message_for, resolved_root_message
+from notify.records import Delivered, Delivery, Failed, MessageRef, Notification, Retry
 from notify.redaction import Redactor, redacting_logger
 from notify.retry import StatusTable, header, parse_retry_after
 
@@ -110,6 +111,14 @@ class SlackNotifier:
         if is_reply and n.thread is not None:
             kwargs["channel"] = n.thread.channel
             kwargs["thread_ts"] = n.thread.ts
+        edited = ""
+        if n.kind == "resolve" and n.thread is not None:
+            # Edit the root first: an edit is idempotent, a reply is not, so a retry after a
+            # failed reply repeats only the edit.
+            outcome = self._edit_root(n, n.thread)
+            if not isinstance(outcome, str):
+                return outcome
+            edited = outcome
         try:
             response = self._web.chat_postMessage(**kwargs)
         except SlackApiError as exc:
@@ -123,7 +132,27 @@ class SlackNotifier:
         root = MessageRef(channel, ts) if is_root and channel and ts else None
         where = f"in thread {n.thread.ts}" if is_reply and n.thread else "as a new message"
         return Delivered(f"Slack answered ok: posted {where}, channel={channel} ts={ts}"
-                         f"{self._note(message)}", message=root)
+                         f"{self._note(message)}{edited}", message=root)
+
+    def _edit_root(self, n: Notification, thread: MessageRef) -> str | Delivery:
+        """chat.update of the alert's root message to its resolved state. Returns a note for
+        the delivery answer, or the `Retry` to return when Slack is unavailable. A permanent
+        error (message deleted, edit not allowed) does not stop the resolve reply."""
+        assert self._web is not None
+        edit = resolved_root_message(n)
+        try:
+            self._web.chat_update(channel=thread.channel, ts=thread.ts, text=edit.text,
+                                  blocks=list(edit.blocks))
+        except SlackApiError as exc:
+            outcome = self._api_error(exc)
+            if isinstance(outcome, Retry):
+                return Retry(outcome.after, f"editing the root message: {outcome.why}")
+            why = outcome.why if isinstance(outcome, Failed) else "unexpected answer"
+            return f"; root message not edited: {why}"
+        except OSError as exc:
+            return Retry(None, self._redact(f"connection error: {type(exc).__name__}: "
+                                            f"{getattr(exc, 'reason', exc)}"))
+        return f"; root message {thread.ts} edited to resolved{self._note(edit)}"
 
     def _api_error(self, exc: SlackApiError) -> Delivery:
         response = exc.response

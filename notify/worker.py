@@ -111,8 +111,10 @@ class DeliveryWorker:
             return now  # another process took it; look again
         notification = row.notification
         if notification.kind not in ("trigger", "digest"):
-            notification = replace(
-                notification, thread=self.outbox.thread(self.receiver, row.dedup_key))
+            thread = self.outbox.thread(self.receiver, row.dedup_key)
+            root = (self.outbox.thread_root(self.receiver, row.dedup_key)
+                    if thread is not None and notification.kind == "resolve" else None)
+            notification = replace(notification, thread=thread, thread_root=root)
         delivery = self._send(notification, row)
         self._record(row, delivery, self.clock.now())
         return now
@@ -212,13 +214,40 @@ class DeliveryWorker:
 
 
 class DeliveryService:
-    """The lifecycle's door to notification: `submit` writes the outbox and wakes the worker."""
+    """The lifecycle's door to notification: `submit` writes the outbox and wakes the worker.
+
+    With a `retention`, a housekeeping thread deletes finished rows older than it, at start and
+    every `purge_every` (wall time), so the outbox does not grow without bound.
+    """
 
     def __init__(self, outbox: Outbox, workers: Mapping[str, DeliveryWorker],
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, retention: timedelta | None = None,
+                 purge_every: timedelta = timedelta(hours=1)) -> None:
         self.outbox = outbox
         self.workers = dict(workers)
         self.clock: Clock = clock or SystemClock()
+        self.retention = retention
+        self.purge_every = purge_every
+        self._stop = threading.Event()
+        self._purger: threading.Thread | None = None
+
+    def purge_once(self, now: datetime) -> int:
+        """Delete the finished rows older than the retention; how many went."""
+        if self.retention is None:
+            return 0
+        deleted = self.outbox.purge(now - self.retention)
+        if deleted:
+            log.info("outbox purge deleted=%d finished_before=%s", deleted,
+                     (now - self.retention).isoformat())
+        return deleted
+
+    def _purge_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.purge_once(self.clock.now())
+            except sqlite3.Error as exc:
+                log.error("outbox purge failed error=%s: trying again later", exc)
+            self._stop.wait(self.purge_every.total_seconds())  # wall time, whatever the clock
 
     def submit(self, n: Notification) -> bool:
         """Enqueue durably and return at once; False if it was already enqueued."""
@@ -234,7 +263,16 @@ class DeliveryService:
     def start(self) -> None:
         for worker in self.workers.values():
             worker.start()
+        if self.retention is not None and self._purger is None:
+            self._stop.clear()
+            self._purger = threading.Thread(target=self._purge_loop, name="notify-purge",
+                                            daemon=True)
+            self._purger.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._purger is not None:
+            self._purger.join(timeout_s)
+            self._purger = None
         for worker in self.workers.values():
             worker.stop(timeout_s)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from metrics.cost_mix import CostWindows
+
 Labels = tuple[tuple[str, str], ...]
 """Sorted (name, value) pairs: the series labels plus a rule's extra labels."""
 
@@ -54,6 +56,9 @@ class Evaluation:
     changed: tuple[str, ...] = ()
     """Which of those changed near the onset (e.g. "prompt_template_version")."""
     detail: str = ""
+    cost: CostWindows | None = None
+    """Cost rules' breaches: usage per model in the window and the baseline window, for the
+    attribution of the change in notifications."""
 
     @property
     def at(self) -> datetime:

@@ -1,10 +1,15 @@
-"""A local Slack server (real HTTP on 127.0.0.1): Web API chat.postMessage and incoming webhooks.
+"""A local Slack server (real HTTP on 127.0.0.1): Web API chat.postMessage and chat.update, and
+incoming webhooks.
 
 Web API (https://api.slack.com/methods/chat.postMessage): POST /api/chat.postMessage with a
 bearer token -> HTTP 200 {"ok": true, "channel": "C...", "ts": "...", "message": {...}}, or
 HTTP 200 {"ok": false, "error": "invalid_auth" | "not_authed" | "channel_not_found" |
 "invalid_blocks" | "no_text" | "invalid_arguments"}; 429 {"ok": false, "error":
-"ratelimited"} with Retry-After when scripted. Webhooks
+"ratelimited"} with Retry-After when scripted. chat.update
+(https://api.slack.com/methods/chat.update): the channel id (not a name) and ts of a message
+the bot posted -> HTTP 200 {"ok": true, "channel", "ts", "text", "message"}, the message
+replaced; else {"ok": false, "error": "channel_not_found" | "message_not_found" | "no_text" |
+"invalid_blocks"} (scripted answers cover cant_update_message, edit_window_closed ...). Webhooks
 (https://api.slack.com/messaging/webhooks#handling_errors): POST /services/T.../B.../SECRET ->
 200 "ok", or 400 "invalid_payload" / "no_text" / "invalid_blocks", 404 "no_service".
 Block Kit limits are checked as Slack does: 50 blocks, 3000 characters of section text,
@@ -104,6 +109,9 @@ class FakeSlack:
         self._requests: list[RecordedRequest] = []
         self._script: deque[Scripted] = deque()
         self.messages: list[PostedMessage] = []
+        """Every message as it now reads (edits replace it in place)."""
+        self.edits: list[PostedMessage] = []
+        """Each successful chat.update, as the edited message read afterwards."""
         self._ts = 1_715_000_000_000_100
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -200,6 +208,8 @@ class FakeSlack:
             return api_error("invalid_json")
         if method == "auth.test":
             return Scripted(200, {"ok": True, "user": "spanwatch", "team": "T00000000"})
+        if method == "chat.update":
+            return self._update(args)
         if method != "chat.postMessage":
             return api_error("unknown_method")
         channel = str(args.get("channel", ""))
@@ -225,6 +235,31 @@ class FakeSlack:
         if thread_ts:
             message["thread_ts"] = thread_ts
         return Scripted(200, {"ok": True, "channel": channel_id, "ts": ts, "message": message})
+
+    def _update(self, args: dict[str, Any]) -> Scripted:
+        channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
+        if channel not in self.channels.values():  # chat.update takes ids only
+            return api_error("channel_not_found")
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not args.get("text") and not blocks:
+            return api_error("no_text")
+        if blocks is not None and (errors := block_errors(blocks)):
+            return Scripted(200, {"ok": False, "error": "invalid_blocks", "errors": errors})
+        with self._lock:
+            found = [i for i, m in enumerate(self.messages) if (m.channel, m.ts) == (channel, ts)]
+            if not found:
+                return api_error("message_not_found")
+            old = self.messages[found[0]]
+            new = PostedMessage(channel, ts, old.thread_ts, str(args.get("text", "")),
+                                list(blocks) if blocks is not None else old.blocks)
+            self.messages[found[0]] = new
+            self.edits.append(new)
+        message = {"type": "message", "text": new.text, "ts": ts, "user": "U0SPANWATCH",
+                   "bot_id": "B0SPANWATCH", "edited": {"user": "U0SPANWATCH", "ts": ts}}
+        return Scripted(200, {"ok": True, "channel": channel, "ts": ts, "text": new.text,
+                              "message": message})
 
     def _webhook(self, body: bytes) -> Scripted:
         try:

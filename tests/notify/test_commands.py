@@ -83,8 +83,15 @@ def test_slack_resolves_in_the_test_alerts_thread(rules: Path, settings: NotifyS
     assert code == EXIT_OK
     root, reply = slack.messages
     assert reply.thread_ts == root.ts
-    assert root.blocks[0]["text"]["text"].startswith(":test_tube: :red_circle: [TEST FIRING]")
+    (posted,) = [r.json() for r in slack.requests if r.path == "/api/chat.postMessage"][:1]
+    assert posted["blocks"][0]["text"]["text"].startswith(
+        ":test_tube: :red_circle: [TEST FIRING]")
+    # The root now reads resolved, and still shows the test trigger below.
+    assert root.blocks[0]["text"]["text"].startswith(
+        ":test_tube: :large_green_circle: [TEST RESOLVED]")
+    assert root.blocks[2:] == posted["blocks"][1:]
     assert f"resolve: delivered: Slack answered ok: posted in thread {root.ts}" in out
+    assert f"root message {root.ts} edited to resolved" in out
 
 
 def test_a_rate_limited_test_waits_as_told_and_reports_it(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from notify.outbox import Outbox
+from notify.outbox import SCHEMA, Outbox
 from notify.records import MessageRef, Notification
 from notify.render import build_notification
 from tests.notify.conftest import T0, make_event
@@ -115,3 +115,57 @@ def test_purge_drops_only_finished_rows_older_than_the_cutoff(outbox: Outbox) ->
 def test_naive_datetimes_are_refused(outbox: Outbox) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         outbox.enqueue(note(), T0.replace(tzinfo=None))
+
+
+def deliver_next(outbox: Outbox, at: datetime, message: MessageRef | None = None) -> int:
+    (row,) = outbox.due("slack", at)
+    outbox.mark_delivered(row.id, at, "ok", message)
+    return row.id
+
+
+def test_the_thread_root_is_the_row_that_posted_it(outbox: Outbox) -> None:
+    trigger, update = note("trigger"), note("update", at_s=60)
+    outbox.enqueue(trigger, T0)
+    outbox.enqueue(update, T0)
+    assert outbox.thread_root("slack", trigger.dedup_key) is None
+    deliver_next(outbox, T0, MessageRef("C1", "1.000100"))
+    deliver_next(outbox, T0)  # a reply: the root stays the trigger's message
+    assert outbox.thread_root("slack", trigger.dedup_key) == trigger
+    assert outbox.thread_root("pagerduty", trigger.dedup_key) is None
+
+
+def test_purge_keeps_a_live_threads_root_and_drops_idle_threads(outbox: Outbox) -> None:
+    old, live = note("trigger", service="old"), note("trigger", service="live")
+    outbox.enqueue(old, T0)
+    outbox.enqueue(live, T0)
+    deliver_next(outbox, T0, MessageRef("C1", "1.000100"))
+    deliver_next(outbox, T0, MessageRef("C1", "1.000200"))
+    later = T0 + timedelta(days=6)
+    outbox.enqueue(note("update", at_s=60, service="live"), later)
+    deliver_next(outbox, later)  # activity in the live thread
+    cutoff = T0 + timedelta(days=3)
+    assert outbox.purge(cutoff) == 1  # the old alert's trigger; the live root stays
+    trigger, update = outbox.rows()
+    assert (trigger.notification, update.kind) == (live, "update")
+    assert outbox.thread("slack", old.dedup_key) is None
+    assert outbox.thread_root("slack", live.dedup_key) == live
+    assert outbox.purge(later + timedelta(days=1)) == 2  # idle now: thread and rows go
+    assert outbox.rows() == []
+
+
+def test_an_outbox_from_before_thread_roots_is_upgraded_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA.replace("    root_id           INTEGER,"
+                                        "          -- the outbox row that posted the root "
+                                        "message\n", ""))
+        assert "root_id" not in {r[1] for r in db.execute("PRAGMA table_info(threads)")}
+        db.execute("INSERT INTO threads VALUES ('slack', 'k', 'C1', '1.0', 0)")
+    box = Outbox(path)
+    assert box.thread("slack", "k") == MessageRef("C1", "1.0")
+    assert box.thread_root("slack", "k") is None
+    n = note()
+    box.enqueue(n, T0)
+    deliver_next(box, T0, MessageRef("C1", "2.0"))
+    assert box.thread_root("slack", n.dedup_key) == n
+    box.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from pydantic import SecretStr
 
 from notify.config import NotifySettings, ReceiverSecrets, parse_receivers
 from notify.digest_store import DigestStore
+from notify.outbox import Outbox
 from notify.runtime import MissingSecretError, NotifyRuntime
 from tests.fakes.pagerduty_server import FakePagerDuty
 from tests.fakes.slack_server import FakeSlack
-from tests.notify.conftest import BOT_TOKEN, ROUTING_KEY, make_event
+from tests.notify.conftest import BOT_TOKEN, ROUTING_KEY, FakeClock, make_event
 
 
 def wait(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
@@ -75,3 +77,36 @@ def test_a_missing_secret_names_the_variable_to_set(tmp_path: Path,
     with pytest.raises(MissingSecretError, match="set SPANWATCH_NOTIFY__SECRETS__PD_MAIN__"
                                                  "ROUTING_KEY or SPANWATCH_PAGERDUTY_ROUTING_KEY"):
         NotifyRuntime.build(receivers, settings(tmp_path))
+
+
+@pytest.mark.timeout(60)
+def test_the_running_stage_purges_finished_rows_past_the_retention(tmp_path: Path) -> None:
+    """Rows delivered 8 days ago go when the stage starts (and hourly after); a pending row
+    of the same age and recent rows stay."""
+    receivers = parse_receivers({"console": {"kind": "console", "stream": "stderr"}}, "test")
+    config = settings(tmp_path).model_copy(update={"outbox_retention": timedelta(days=7)})
+    clock = FakeClock()
+    runtime = NotifyRuntime.build(receivers, config, clock=clock)
+    assert runtime.service.retention == timedelta(days=7)
+    old, stuck = make_event(labels=(("service", "old"),)), make_event(labels=(("service", "x"),))
+    runtime.notify_events([old], receivers=["console"], kind="trigger")
+    runtime.service.workers["console"].drain(timeout_s=5)
+    runtime.outbox.enqueue(replace(runtime.outbox.rows()[0].notification, receiver="gone",
+                                   dedup_key="no-worker"), clock.now())  # never delivered
+    clock.advance(8 * 86400)
+    runtime.notify_events([stuck], receivers=["console"], kind="trigger")
+    runtime.service.workers["console"].drain(timeout_s=5)
+    before = [(r.receiver, r.status) for r in runtime.outbox.rows()]
+    assert before == [("console", "delivered"), ("gone", "pending"), ("console", "delivered")]
+    runtime.start()
+    try:
+        assert wait(lambda: len(runtime.outbox.rows()) == 2)
+    finally:
+        runtime.stop()
+    assert [(r.receiver, r.status) for r in Outbox(config.outbox_path).rows()] == [
+        ("gone", "pending"), ("console", "delivered")]
+
+
+def test_retention_is_at_least_an_hour() -> None:
+    with pytest.raises(ValueError, match="outbox_retention"):
+        NotifySettings(outbox_retention=timedelta(minutes=5))

@@ -39,7 +39,11 @@ def slack_echoes(secret: str, *, webhook: bool = False) -> list[SlackAnswer]:
                               "errors": [f"token {secret} rejected"]}),
             SlackAnswer(429, {"ok": False, "error": "ratelimited", "detail": secret},
                         {"Retry-After": "1"}),
-            SlackAnswer(502, f"<html>bad gateway for {secret}</html>")]
+            SlackAnswer(502, f"<html>bad gateway for {secret}</html>"),
+            SlackAnswer(200, {"ok": True, "channel": "C0LLMALERTS", "ts": "1.000100"}),
+            # the resolve's edit of that root message (chat.update), refused
+            SlackAnswer(200, {"ok": False, "error": "cant_update_message",
+                              "errors": [f"not yours: {secret}"]})]
 
 
 def pagerduty_echoes(secret: str) -> list[Scripted]:
@@ -115,6 +119,9 @@ def test_no_secret_leaks_from_any_receiver(
         assert {r.status for r in rows} <= {"delivered", "failed"}
         if name in VENDORS:
             assert [r.status for r in rows] == ["failed", "delivered", "delivered"]
+            if name.startswith("slack-") and name != "slack-webhook":  # the edit was tried
+                assert "root message not edited: Slack error cant_update_message" in str(
+                    rows[2].answer)
             notifier = build_notifier(name, receivers[name], settings)
             pagerduty.down()
             slack.down()

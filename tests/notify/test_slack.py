@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from notify.blocks import alert_message
+from notify.blocks import alert_message, resolved_root_message
 from notify.records import Delivered, Failed, MessageRef, Retry
 from notify.render import build_notification
 from notify.slack import SlackNotifier
@@ -76,7 +76,7 @@ def test_a_reply_goes_into_the_thread_by_channel_id(slack: FakeSlack) -> None:
     reply = sl.send(replace(resolve, thread=root.message))
     assert isinstance(reply, Delivered)
     assert reply.message is None  # a reply never becomes the alert's thread
-    body = slack.requests[1].json()
+    body = slack.requests[-1].json()  # after the root's edit (see below)
     assert (body["channel"], body["thread_ts"]) == ("C0LLMALERTS", root.message.ts)
     assert slack.messages[1].thread_ts == root.message.ts
 
@@ -173,3 +173,103 @@ def test_a_bot_token_without_a_channel_is_a_config_error() -> None:
         SlackNotifier("slack", bot_token=SecretStr(BOT_TOKEN))
     with pytest.raises(ValueError, match="set a webhook URL or a bot token"):
         SlackNotifier("slack")
+
+
+def test_a_resolve_edits_the_root_message_then_replies_in_its_thread(slack: FakeSlack) -> None:
+    sl = bot(slack)
+    trigger = build_notification([make_event()], receiver="slack", kind="trigger",
+                                 metric="error_rate", runbook="Roll back.")
+    root = sl.send(trigger)
+    assert isinstance(root, Delivered) and root.message is not None
+    resolve = replace(build_notification(
+        [make_event(state="resolved", previous="firing", at_s=600, value=0.01)],
+        receiver="slack", kind="resolve", metric="error_rate", runbook="Roll back."),
+        thread=root.message, thread_root=trigger)
+    delivery = sl.send(resolve)
+    assert [r.path for r in slack.requests] == [
+        "/api/chat.postMessage", "/api/chat.update", "/api/chat.postMessage"]
+    edit = resolved_root_message(resolve)
+    assert slack.requests[1].json() == {"channel": "C0LLMALERTS", "ts": root.message.ts,
+                                        "text": edit.text, "blocks": list(edit.blocks)}
+    assert slack.requests[1].headers["authorization"] == f"Bearer {BOT_TOKEN}"
+    (edited,) = slack.edits
+    assert slack.messages[0] == edited  # the root now reads resolved
+    assert edited.blocks[0]["text"]["text"] == (
+        ":large_green_circle: [RESOLVED] error-rate-high: error_rate 0.01 (model=gpt-4o, "
+        "service=chat)")
+    assert edited.blocks[1]["text"]["text"] == (
+        "Resolved 2024-05-06 12:10:00Z after 15m (since 2024-05-06 11:55:00Z). "
+        "As first posted:")
+    # What the root said when it fired stays below (its summary, the alert, the runbook).
+    assert edited.blocks[2:] == list(alert_message(trigger).blocks[1:])
+    reply = slack.messages[1]
+    assert (reply.thread_ts, reply.text) == (root.message.ts, alert_message(resolve).text)
+    assert isinstance(delivery, Delivered)
+    assert delivery.detail == (
+        f"Slack answered ok: posted in thread {root.message.ts}, channel=C0LLMALERTS "
+        f"ts={reply.ts}; root message {root.message.ts} edited to resolved")
+
+
+def test_without_its_first_notification_the_root_shows_the_resolve(slack: FakeSlack) -> None:
+    sl = bot(slack)
+    root = sl.send(build_notification([make_event()], receiver="slack", kind="trigger"))
+    assert isinstance(root, Delivered) and root.message is not None
+    resolve = replace(build_notification([make_event(state="resolved", previous="firing",
+                                                     at_s=60)], receiver="slack",
+                                         kind="resolve"), thread=root.message)
+    sl.send(resolve)
+    (edited,) = slack.edits
+    assert edited.blocks[1]["text"]["text"].startswith("Resolved 2024-05-06 12:01:00Z")
+    assert edited.blocks[2:] == list(alert_message(resolve).blocks[1:])
+
+
+@pytest.mark.parametrize("code", ["cant_update_message", "edit_window_closed"])
+def test_a_root_slack_will_not_edit_still_gets_the_resolve_reply(slack: FakeSlack,
+                                                                 code: str) -> None:
+    sl = bot(slack)
+    root = sl.send(build_notification([make_event()], receiver="slack", kind="trigger"))
+    assert isinstance(root, Delivered) and root.message is not None
+    slack.script(api_error(code))
+    delivery = sl.send(replace(build_notification(
+        [make_event(state="resolved", previous="firing", at_s=60)], receiver="slack",
+        kind="resolve"), thread=root.message))
+    assert [r.path for r in slack.requests][1:] == ["/api/chat.update", "/api/chat.postMessage"]
+    assert slack.edits == []
+    assert isinstance(delivery, Delivered)
+    assert delivery.detail.endswith(f"; root message not edited: Slack error {code}: {code}")
+
+
+def test_a_deleted_root_message_is_reported_by_slack_and_the_reply_still_goes(
+        slack: FakeSlack) -> None:
+    sl = bot(slack)
+    gone = MessageRef("C0LLMALERTS", "1715000000.999999")
+    delivery = sl.send(replace(build_notification(
+        [make_event(state="resolved", previous="firing", at_s=60)], receiver="slack",
+        kind="resolve"), thread=gone))
+    assert slack.requests[0].path == "/api/chat.update"
+    assert isinstance(delivery, Delivered)
+    assert delivery.detail.endswith("; root message not edited: Slack error "
+                                    "message_not_found: message_not_found")
+    assert slack.messages[0].thread_ts == gone.ts
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (rate_limited(5), Retry(timedelta(seconds=5),
+                            "editing the root message: Slack answered 429: ratelimited")),
+    (api_error("internal_error"),
+     Retry(None, "editing the root message: Slack error internal_error: internal_error")),
+])
+def test_an_unavailable_edit_retries_the_resolve_before_any_reply(
+        slack: FakeSlack, answer: Scripted, expected: Retry) -> None:
+    sl = bot(slack)
+    root = sl.send(build_notification([make_event()], receiver="slack", kind="trigger"))
+    assert isinstance(root, Delivered) and root.message is not None
+    slack.script(answer)
+    resolve = replace(build_notification(
+        [make_event(state="resolved", previous="firing", at_s=60)], receiver="slack",
+        kind="resolve"), thread=root.message)
+    assert sl.send(resolve) == expected
+    assert [r.path for r in slack.requests][1:] == ["/api/chat.update"]  # nothing posted
+    assert isinstance(sl.send(resolve), Delivered)  # the retry: edit, then one reply
+    assert [r.path for r in slack.requests][2:] == ["/api/chat.update", "/api/chat.postMessage"]
+    assert [m.thread_ts for m in slack.messages] == [None, root.message.ts]

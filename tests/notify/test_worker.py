@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from notify.blocks import resolved_root_message
 from notify.outbox import Outbox
 from notify.pagerduty import PagerDutyNotifier
-from notify.records import Delivered, Delivery, Failed, Notification, Notifier, Retry
+from notify.records import (
+    Delivered,
+    Delivery,
+    Failed,
+    MessageRef,
+    Notification,
+    Notifier,
+    Retry,
+)
 from notify.render import build_notification
 from notify.retry import RetryPolicy
 from notify.slack import SlackNotifier
 from notify.worker import DeliveryService, DeliveryWorker, TokenBucket
-from tests.fakes.pagerduty_server import THROTTLED, FakePagerDuty, server_error
+from tests.fakes.pagerduty_server import THROTTLED, FakePagerDuty, Scripted, server_error
 from tests.fakes.slack_server import FakeSlack, rate_limited
 from tests.notify.conftest import BOT_TOKEN, ROUTING_KEY, T0, FakeClock, make_event
 
@@ -175,9 +185,20 @@ def test_updates_and_resolve_are_replies_in_the_alerts_slack_thread(
     root, update, resolve = slack.messages
     assert root.thread_ts is None
     assert (update.thread_ts, resolve.thread_ts) == (root.ts, root.ts)
+    assert [r.path.removeprefix("/api/") for r in slack.requests] == [
+        "chat.postMessage", "chat.postMessage", "chat.update", "chat.postMessage"]
     bodies = [r.json() for r in slack.requests]
-    assert [b["channel"] for b in bodies] == ["#llm-alerts", "C0LLMALERTS", "C0LLMALERTS"]
-    assert [b.get("thread_ts") for b in bodies] == [None, root.ts, root.ts]
+    assert [b["channel"] for b in bodies] == ["#llm-alerts", "C0LLMALERTS", "C0LLMALERTS",
+                                              "C0LLMALERTS"]
+    assert [b.get("thread_ts") for b in bodies] == [None, root.ts, None, root.ts]
+    # The root was edited to resolved, keeping what the trigger row (from the outbox) said.
+    trigger, _, resolved = (r.notification for r in outbox.rows())
+    edit = resolved_root_message(replace(resolved, thread=MessageRef("C0LLMALERTS", root.ts),
+                                         thread_root=trigger))
+    assert bodies[2] == {"channel": "C0LLMALERTS", "ts": root.ts, "text": edit.text,
+                         "blocks": list(edit.blocks)}
+    assert root.blocks == list(edit.blocks)
+    assert root.blocks[0]["text"]["text"].startswith(":large_green_circle: [RESOLVED]")
 
 
 @pytest.mark.timeout(60)
@@ -209,16 +230,22 @@ def test_a_receiver_down_for_a_while_gets_everything_once_in_order(
     finally:
         service.stop()
     assert {r.status for r in outbox.rows()} == {"delivered"}
+    # PagerDuty accepted exactly the nine events, each once, in order per alert.
     events = pagerduty.events(accepted_only=True)
     assert len(events) == 9
     for service_name in ("a", "b", "c"):
-        key = next(n.dedup_key for n in notes("pd", (service_name, "trigger", 0)))
-        assert [e["event_action"] for e in events if e["dedup_key"] == key] == [
-            "trigger", "trigger", "resolve"]
+        expected = [{"routing_key": ROUTING_KEY, **pd.event(n)}
+                    for n in notes("pd", *[(service_name, k, t) for k, t in
+                                           (("trigger", 0), ("update", 60), ("resolve", 120))])]
+        assert [e for e in events if e["dedup_key"] == expected[0]["dedup_key"]] == expected
+    # Slack: three roots, each with the update then the resolve as replies, each edited once.
     assert len(slack.messages) == 9
-    for root in [m for m in slack.messages if m.thread_ts is None]:
+    roots = [m for m in slack.messages if m.thread_ts is None]
+    assert len(roots) == 3
+    for root in roots:
         replies = [m for m in slack.messages if m.thread_ts == root.ts]
         assert [m.text.split("]")[0] for m in replies] == ["[FIRING (update)", "[RESOLVED"]
+    assert sorted(e.ts for e in slack.edits) == sorted(r.ts for r in roots)
 
 
 @pytest.mark.timeout(60)
@@ -259,3 +286,30 @@ def test_a_permanent_failure_does_not_block_the_alerts_later_notifications(
     DeliveryWorker(notifier, outbox, clock=clock).drain(60)
     assert [(r.kind, r.status) for r in outbox.rows()] == [
         ("trigger", "failed"), ("resolve", "delivered")]
+
+
+def test_a_vendor_failing_for_a_while_gets_each_notification_once_in_order(
+        pagerduty: FakePagerDuty, outbox: Outbox, clock: FakeClock) -> None:
+    """PagerDuty answers 503, 502 and 429 (Retry-After) for a while: nothing is lost, nothing
+    accepted twice, and each alert's events arrive in the order they happened."""
+    pd = PagerDutyNotifier("pd", SecretStr(ROUTING_KEY), url=pagerduty.url)
+    failures = [server_error(503), server_error(502),
+                Scripted(429, THROTTLED.body, {"Retry-After": "30"}), server_error(500)]
+    pagerduty.script(*failures)
+    specs = [(s, k, t) for k, t in (("trigger", 0), ("update", 60), ("resolve", 120))
+             for s in ("a", "b")]  # interleaved: a, b, a, b ...
+    sent = notes("pd", *specs)
+    for n in sent:
+        outbox.enqueue(n, clock.now())
+    worker = DeliveryWorker(pd, outbox, clock=clock, policy=FAST, jitter=lambda: 0.0,
+                            budget=TokenBucket(100, 100))
+    assert worker.drain(timeout_s=600) == 0
+    assert [r.status for r in pagerduty.requests] == [503, 502, 429, 500] + [202] * 6
+    assert sum(clock.waits) >= 30  # the 429's Retry-After paused the receiver
+    accepted = pagerduty.events(accepted_only=True)
+    for service_name in ("a", "b"):
+        mine = [n for n in sent if n.alerts[0].labels == (("service", service_name),)]
+        assert [e for e in accepted if e["dedup_key"] == mine[0].dedup_key] == [
+            {"routing_key": ROUTING_KEY, **pd.event(n)} for n in mine]
+    # Both alerts' heads took turns through the failures; later rows went on the first try.
+    assert [r.attempts for r in outbox.rows()] == [3, 3, 1, 1, 1, 1]
