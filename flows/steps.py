@@ -112,17 +112,30 @@ def forwarded(partition: str, assembly_shard: str) -> str:
 
 
 @dataclass(slots=True)
+class SourceProgress:
+    """What one assembly shard knows of a source partition, and what it forwarded of it."""
+
+    max_event_unix_ns: int
+    read_wall_unix_ns: int
+    forwarded_unix_ns: int | None = None
+
+
+@dataclass(slots=True)
 class AssemblyState:
     assembler: TraceAssembler
     watermark: Watermark
+    shard: str = ""
+    sources: dict[str, SourceProgress] = field(default_factory=dict)
 
 
 class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record | Progress, AssemblyState]):
     """Trace assembly for one shard; stream time is the watermark over all source partitions.
 
-    Each batch's progress is forwarded downstream (as `forwarded(partition, shard)`) after the
-    records released with it, so the window stage, whose watermark is the minimum over every
-    assembly shard's forwarded progress, never sees progress ahead of records still in flight.
+    Progress is forwarded downstream (as `forwarded(partition, shard)`) after the records
+    released with it, so the window stage, whose watermark is the minimum over every assembly
+    shard's forwarded progress, never sees progress ahead of records still in flight. It is
+    also capped at the assembler's hold limit, so records still held here (waiting for their
+    root) can never become late there; once they are released the rest follows.
     """
 
     def __init__(self, state: AssemblyState) -> None:
@@ -133,26 +146,53 @@ class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record | Progress, Ass
     def on_batch(self, values: list[Record | Progress]
                  ) -> tuple[Iterable[Record | Progress], bool]:
         out: list[Record | Progress] = []
-        assembler = self._state.assembler
+        state = self._state
+        assembler = state.assembler
         before = assembler.released_early
-        newest: dict[str, Progress] = {}
+        read: set[str] = set()
         self._clock.received()
         for value in values:
             if isinstance(value, Progress):
-                self._state.watermark.observe(value.partition, value.max_event_unix_ns,
-                                              value.wall_unix_ns)
+                state.watermark.observe(value.partition, value.max_event_unix_ns,
+                                        value.wall_unix_ns)
                 self._clock.read_at(value.wall_unix_ns)
-                seen = newest.get(value.partition)
-                if seen is None or value.max_event_unix_ns > seen.max_event_unix_ns:
-                    newest[value.partition] = value
+                self._seen(value)
+                read.add(value.partition)
             else:
                 out.extend(assembler.add(value))
         out.extend(self._advance(self._clock.read))
-        out.extend(Progress(forwarded(p.partition, p.shard), p.max_event_unix_ns,
-                            p.wall_unix_ns) for p in newest.values())
+        out.extend(self._forward(read))
         instruments.TRACES_RELEASED_EARLY.inc(assembler.released_early - before)
         self._report_open()
         return out, False
+
+    def _seen(self, progress: Progress) -> None:
+        state = self._state
+        state.shard = progress.shard or state.shard
+        source = state.sources.get(progress.partition)
+        if source is None:
+            state.sources[progress.partition] = SourceProgress(progress.max_event_unix_ns,
+                                                               progress.wall_unix_ns)
+            return
+        source.max_event_unix_ns = max(source.max_event_unix_ns, progress.max_event_unix_ns)
+        source.read_wall_unix_ns = max(source.read_wall_unix_ns, progress.wall_unix_ns)
+
+    def _forward(self, read: set[str], *, capped: bool = True) -> list[Progress]:
+        """Progress of the partitions read in this batch (the window step's clock follows their
+        read times), and of any whose forwarded progress a release lets move on."""
+        state = self._state
+        limit = state.assembler.hold_limit_unix_ns() if capped else None
+        out: list[Progress] = []
+        for partition, source in state.sources.items():
+            at = source.max_event_unix_ns if limit is None else min(source.max_event_unix_ns,
+                                                                    limit)
+            moved = source.forwarded_unix_ns is None or at > source.forwarded_unix_ns
+            if partition in read or moved:
+                out.append(Progress(forwarded(partition, state.shard), at,
+                                    source.read_wall_unix_ns))
+                if moved:
+                    source.forwarded_unix_ns = at
+        return out
 
     def _advance(self, wall_unix_ns: int) -> list[Record]:
         now = self._state.watermark.current(wall_unix_ns)
@@ -163,12 +203,14 @@ class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record | Progress, Ass
         self._reported_open = self._state.assembler.open_traces
 
     def on_notify(self) -> tuple[Iterable[Record | Progress], bool]:
-        out = self._advance(self._clock.now())
+        out: list[Record | Progress] = [*self._advance(self._clock.now())]
+        out.extend(self._forward(set()))
         self._report_open()
         return out, False
 
     def on_eof(self) -> tuple[Iterable[Record | Progress], bool]:
-        out = self._state.assembler.release_all()
+        out: list[Record | Progress] = [*self._state.assembler.release_all()]
+        out.extend(self._forward(set(), capped=False))
         self._report_open()
         return out, False
 

@@ -4,16 +4,22 @@ In: `LLMSpan`s and `EvalResult`s of many traces, in arrival order. Out: the same
 their `TraceContext` completed from the trace's root span (session, user, prompt template and
 app versions usually sit only there, and the root is exported after its children).
 
-A span waits until its trace's root arrives or until the stream has moved `wait` past the
-trace's arrival (stream time = the latest span end seen), whichever is first. The number of open
-traces is capped; past the cap the oldest trace is released early. Evaluations that arrive after
-their trace was released are labelled from a bounded memory of finished traces.
+A span waits until its trace's root arrives or until stream time has moved `wait` past the
+trace's first record (its end, or stream time at arrival if that is later), whichever is first.
+Stream time is the latest span end seen, or a watermark the caller drives (`own_clock=False`).
+Counting from the record's own time matters when stream time lags the records: a backlog batch
+spans minutes of event time, and a child near its end must still wait for a root that comes in
+the next batch. `hold_limit_unix_ns` tells the caller how far progress may be forwarded without
+letting a held record's minute close. The number of open traces is capped; past the cap the
+trace with the earliest deadline is released early. Evaluations that arrive after their trace
+was released are labelled from a bounded memory of finished traces.
 
 Pure: time comes in as an argument; the Bytewax adapter supplies it.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
@@ -22,10 +28,19 @@ from ingest.span import EvalResult, LLMSpan, TraceContext
 Record = LLMSpan | EvalResult
 
 
+def _event_unix_ns(record: Record) -> int:
+    """The time a record is bucketed by (as `metrics.bucket.event_unix_ns`)."""
+    return record.end_unix_ns if isinstance(record, LLMSpan) else record.at_unix_ns
+
+
 @dataclass(slots=True)
 class _OpenTrace:
     deadline_unix_ns: int
+    seq: int
+    """Opening order; tells heap entries of a re-opened trace id apart."""
     root_context: TraceContext | None = None
+    hold_limit_unix_ns: int | None = None
+    """The lowest limit of the held records (None: nothing held); see `hold_limit_unix_ns`."""
     held_spans: list[LLMSpan] = field(default_factory=list)
     held_evals: list[EvalResult] = field(default_factory=list)
     subject: LLMSpan | None = None
@@ -54,7 +69,13 @@ class TraceAssembler:
         so one partition running ahead cannot release another's traces early)."""
         self._max_open = max_open_traces
         self._max_finished = max_finished_traces
-        self._open: OrderedDict[str, _OpenTrace] = OrderedDict()  # oldest deadline first
+        self._open: dict[str, _OpenTrace] = {}
+        self._deadlines: list[tuple[int, int, str]] = []
+        """Heap of (deadline, seq, trace id), one entry per open trace: records of partitions
+        skewed in event time open traces in no particular deadline order."""
+        self._limits: list[tuple[int, int, str]] = []
+        """Heap of (hold limit, seq, trace id); stale entries are dropped when read."""
+        self._seq = 0
         self._finished: OrderedDict[str, _Finished] = OrderedDict()
         self.now_unix_ns = 0
         """Stream time: the latest span end seen."""
@@ -64,6 +85,24 @@ class TraceAssembler:
     @property
     def open_traces(self) -> int:
         return len(self._open)
+
+    def hold_limit_unix_ns(self) -> int | None:
+        """How far progress may be forwarded while records are held here; None: nothing held.
+
+        Downstream, minutes close behind forwarded progress by the wait (and the allowed
+        lateness). A held record's limit is its event time plus the wait, so forwarding up to
+        it cannot close the record's minute nor make it late before its release; or, for a
+        record that arrived already that late, the stream time at its arrival, so holding it
+        makes it no later than it came (and cannot stall progress for longer than the wait).
+        """
+        limits = self._limits
+        while limits:
+            limit, seq, trace_id = limits[0]
+            trace = self._open.get(trace_id)
+            if trace is not None and trace.seq == seq and trace.hold_limit_unix_ns == limit:
+                return limit
+            heapq.heappop(limits)
+        return None
 
     def add(self, record: Record) -> list[Record]:
         """Take one record; return the records that are ready now."""
@@ -77,19 +116,34 @@ class TraceAssembler:
         out.extend(self.release_due(self.now_unix_ns))
         return out
 
-    def _trace(self, trace_id: str) -> _OpenTrace:
+    def _trace(self, trace_id: str, first: Record) -> _OpenTrace:
         trace = self._open.get(trace_id)
         if trace is None:
-            trace = _OpenTrace(deadline_unix_ns=self.now_unix_ns + self._wait_ns)
+            # The wait counts from the record's own time: stream time may lag it by minutes.
+            deadline = max(self.now_unix_ns, _event_unix_ns(first)) + self._wait_ns
+            self._seq += 1
+            trace = _OpenTrace(deadline_unix_ns=deadline, seq=self._seq)
             self._open[trace_id] = trace
+            heapq.heappush(self._deadlines, (deadline, self._seq, trace_id))
         return trace
+
+    def _hold(self, trace_id: str, trace: _OpenTrace, record: Record) -> None:
+        limit = max(_event_unix_ns(record) + self._wait_ns, self.now_unix_ns)
+        if trace.hold_limit_unix_ns is None or limit < trace.hold_limit_unix_ns:
+            trace.hold_limit_unix_ns = limit
+            heapq.heappush(self._limits, (limit, trace.seq, trace_id))
+            if len(self._limits) > 2 * len(self._open) + 64:
+                # Stale entries are otherwise dropped only when read (never, on an own clock).
+                self._limits = [(t.hold_limit_unix_ns, t.seq, tid) for tid, t in self._open.items()
+                                if t.hold_limit_unix_ns is not None]
+                heapq.heapify(self._limits)
 
     def _add_span(self, span: LLMSpan, out: list[Record]) -> None:
         finished = self._finished.get(span.trace_id)
         if finished is not None:  # a straggler of a released trace: label it right away
             out.append(span.with_context(span.context.merged_with(finished.context)))
             return
-        trace = self._trace(span.trace_id)
+        trace = self._trace(span.trace_id, span)
         if span.kind in ("llm", "embedding"):
             trace.subject = trace.subject or span
             trace.subjects_by_span[span.span_id] = span
@@ -101,10 +155,12 @@ class TraceAssembler:
             trace.held_spans.clear()
             out.extend(self._label_evals(trace, trace.held_evals))
             trace.held_evals.clear()
+            trace.hold_limit_unix_ns = None
         elif trace.root_context is not None:
             out.append(span.with_context(span.context.merged_with(trace.root_context)))
         else:
             trace.held_spans.append(span)
+            self._hold(span.trace_id, trace, span)
         self._enforce_cap(out)
 
     def _add_eval(self, result: EvalResult, out: list[Record]) -> None:
@@ -113,11 +169,12 @@ class TraceAssembler:
             out.append(_labelled(result, finished.context, finished.subject,
                                  finished.subjects_by_span))
             return
-        trace = self._trace(result.trace_id)
+        trace = self._trace(result.trace_id, result)
         if trace.root_context is not None:
             out.extend(self._label_evals(trace, [result]))
         else:
             trace.held_evals.append(result)
+            self._hold(result.trace_id, trace, result)
         self._enforce_cap(out)
 
     def _label_evals(self, trace: _OpenTrace, evals: list[EvalResult]) -> list[Record]:
@@ -132,24 +189,27 @@ class TraceAssembler:
     def release_due(self, now_unix_ns: int) -> list[Record]:
         """Release every trace whose wait has run out by stream time `now_unix_ns`."""
         out: list[Record] = []
-        while self._open:
-            trace_id, trace = next(iter(self._open.items()))
-            if trace.deadline_unix_ns > now_unix_ns:
-                break
-            self._release(trace_id, out)
+        while self._deadlines and self._deadlines[0][0] <= now_unix_ns:
+            self._release_first(out)
         return out
 
     def release_all(self) -> list[Record]:
-        """Release everything (end of input)."""
+        """Release everything (end of input), earliest deadline first."""
         out: list[Record] = []
-        while self._open:
-            self._release(next(iter(self._open)), out)
+        while self._deadlines:
+            self._release_first(out)
+        self._limits.clear()
         return out
 
     def _enforce_cap(self, out: list[Record]) -> None:
         while len(self._open) > self._max_open:
             self.released_early += 1
-            self._release(next(iter(self._open)), out)
+            self._release_first(out)
+
+    def _release_first(self, out: list[Record]) -> None:
+        """Release the open trace with the earliest deadline."""
+        _, _, trace_id = heapq.heappop(self._deadlines)
+        self._release(trace_id, out)
 
     def _release(self, trace_id: str, out: list[Record]) -> None:
         trace = self._open.pop(trace_id)

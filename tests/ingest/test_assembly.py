@@ -94,3 +94,93 @@ def test_evaluation_arriving_after_its_trace_was_released_is_still_labelled() ->
     assert isinstance(result, EvalResult)
     assert result.model == "gpt-4o-mini"
     assert result.context.session_id == "s1"
+
+
+# --- clocked by the watermark (own_clock=False), as in the flow ---------------------------------
+
+
+def _watermark_clocked(wait_s: float = 30, max_open: int = 1000) -> TraceAssembler:
+    return TraceAssembler(wait_ns=int(wait_s * S), max_open_traces=max_open,
+                          max_finished_traces=1000, own_clock=False)
+
+
+def test_backlog_batch_ahead_of_the_watermark_does_not_release_a_child_before_its_root() -> None:
+    """A backlog batch spans minutes of event time: the child ends 300 s after the watermark the
+    batch starts at, its root comes in the next batch. The wait counts from the child's own
+    end, not from the (lagging) watermark, so the batch's progress does not release it."""
+    assembler = _watermark_clocked(wait_s=30)
+    assembler.advance(100 * S)
+    assert assembler.add(_span("t1", "llm", 400, service="bot")) == []
+    assert assembler.advance(410 * S) == []  # the batch's progress: 10 s past the child's end
+    out = assembler.add(_span("t1", "root", 400.5, parent=None, kind="request",
+                              session_id="s1"))
+    assert [r.span_id for r in out] == ["root", "llm"]
+    assert isinstance(out[1], LLMSpan) and out[1].context.session_id == "s1"
+
+
+def test_child_without_root_is_released_once_the_watermark_passes_its_end_plus_the_wait() -> None:
+    assembler = _watermark_clocked(wait_s=30)
+    assembler.advance(100 * S)
+    assembler.add(_span("t1", "llm", 400))
+    assert assembler.advance(429 * S) == []
+    assert [r.span_id for r in assembler.advance(430 * S)] == ["llm"]
+
+
+def test_traces_are_released_by_deadline_whatever_order_they_opened_in() -> None:
+    assembler = _watermark_clocked(wait_s=30)
+    assembler.add(_span("ahead", "a", 500))   # from a partition minutes ahead
+    assembler.add(_span("behind", "b", 100))  # from the slowest partition
+    assert [r.trace_id for r in assembler.advance(130 * S)] == ["behind"]
+    assert assembler.open_traces == 1
+    assert [r.trace_id for r in assembler.advance(530 * S)] == ["ahead"]
+
+
+def test_hold_limit_is_the_oldest_held_record_plus_the_wait() -> None:
+    """Progress forwarded past the limit could close a held record's minute before its
+    release; the limit lifts as traces are completed or released."""
+    assembler = _watermark_clocked(wait_s=30)
+    assert assembler.hold_limit_unix_ns() is None
+    assembler.advance(200 * S)
+    assembler.add(_span("t1", "llm", 300))
+    assembler.add(_span("t2", "llm", 190))
+    assembler.add(_eval_at("t3", 260))
+    assert assembler.hold_limit_unix_ns() == 220 * S
+    out = assembler.add(_span("t2", "root", 191, parent=None, kind="request"))
+    assert {r.span_id for r in out} == {"root", "llm"}
+    assert assembler.hold_limit_unix_ns() == 290 * S  # t2 holds nothing more: t3's eval
+    assert [r.trace_id for r in assembler.advance(290 * S)] == ["t3"]
+    assert assembler.hold_limit_unix_ns() == 330 * S
+    assembler.release_all()
+    assert assembler.hold_limit_unix_ns() is None
+
+
+def test_a_record_arriving_late_holds_progress_at_its_arrival_not_below() -> None:
+    """An evaluation judged long after its trace (which this shard no longer knows) waits for
+    the trace like any record, but must not pin progress minutes back: holding it may only
+    keep it from getting later than it arrived."""
+    assembler = _watermark_clocked(wait_s=30)
+    assembler.advance(1000 * S)
+    assembler.add(_eval_at("old", 400))
+    assert assembler.hold_limit_unix_ns() == 1000 * S
+    assembler.add(_span("u", "llm", 985))  # 15 s behind: protected up to its end + wait
+    assembler.add(_span("t", "llm", 1010))
+    assert assembler.hold_limit_unix_ns() == 1000 * S
+    assert {r.trace_id for r in assembler.advance(1030 * S)} == {"old", "u"}
+    assert assembler.hold_limit_unix_ns() == 1040 * S  # progress moves on within the wait
+
+
+def test_bookkeeping_stays_bounded_by_the_open_traces() -> None:
+    """With its own clock (`spanwatch inspect`) nobody reads the hold limit; what it keeps of
+    released traces must not grow with the input."""
+    assembler = _assembler(wait_s=1)
+    for index in range(5000):
+        assembler.add(_span(f"t{index}", "llm", index * 0.01))
+    assert assembler.open_traces <= 101
+    assert len(assembler._limits) <= 2 * assembler.open_traces + 65
+    limit = assembler.hold_limit_unix_ns()  # the oldest open trace's: still ahead of now
+    assert limit is not None and assembler.now_unix_ns < limit <= assembler.now_unix_ns + S
+
+
+def _eval_at(trace: str, at_s: float) -> EvalResult:
+    return EvalResult(trace_id=trace, span_id=None, at_unix_ns=int(at_s * S),
+                      score=EvalScore("quality", 0.9), context=TraceContext())
