@@ -8,7 +8,10 @@
   publish order, for comparing `backtest` with the live flow.
 
 Every trace is an LLM call (CLIENT span with gen_ai attributes) under a root SERVER span, both
-in one message, child first, as an SDK batch exports them.
+in one message, child first, as an SDK batch exports them. With `roots_in_next_message`, the
+root of each message's last-ending trace goes out with the partition's next message instead (an
+SDK export batch cut between child and root): a flow reading a backlog then gets the child at
+the end of one source batch and its root in the next.
 """
 
 from __future__ import annotations
@@ -133,6 +136,11 @@ def encode(rng: random.Random, calls: Sequence[Call]) -> bytes:
     by_service: dict[str, list[Span]] = {}
     for call in calls:
         by_service.setdefault(call.service, []).extend(_spans(rng, call))
+    return encode_spans(by_service)
+
+
+def encode_spans(by_service: dict[str, list[Span]]) -> bytes:
+    """One ExportTraceServiceRequest with a ResourceSpans per service."""
     request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
         resource=Resource(attributes=_attrs({"service.name": service,
                                              "service.version": "1.0.0",
@@ -161,6 +169,8 @@ class SkewedTraffic:
     calls_per_message: int = 3
     error_share: float = 0.2
     seed: int = 11
+    roots_in_next_message: bool = False
+    """See the module docstring; `finish()` then publishes the roots still carried over."""
     expected: dict[SeriesMinute, Totals] = field(default_factory=dict)
     published_records: int = 0
     """Records of on-time messages handed out so far."""
@@ -169,6 +179,8 @@ class SkewedTraffic:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._carried: dict[int, tuple[str, Span]] = {}
+        """Per partition: (service, root span) waiting for the partition's next message."""
 
     def minute_start(self, minute: int) -> int:
         return self.start_unix_ns + minute * MINUTE_NS
@@ -190,8 +202,30 @@ class SkewedTraffic:
             self._expect(series(call.service, call.model), call.llm_end_unix_ns,
                          requests=1, errors=int(call.error))
             self._expect(series(call.service, ""), call.root_end_unix_ns)
-        self.published_records += 2 * len(calls)
-        return Message(partition, encode(rng, calls), 2 * len(calls))
+        by_service: dict[str, list[Span]] = {}
+        carried = self._carried.pop(partition, None)
+        if carried is not None:
+            by_service.setdefault(carried[0], []).append(carried[1])
+        last = max(calls, key=lambda c: c.llm_end_unix_ns)
+        for call in calls:
+            llm, root = _spans(rng, call)
+            by_service.setdefault(call.service, []).append(llm)
+            if self.roots_in_next_message and call is last:
+                self._carried[partition] = (call.service, root)
+            else:
+                by_service[call.service].append(root)
+        return self._handed_out(partition, by_service)
+
+    def _handed_out(self, partition: int, by_service: dict[str, list[Span]]) -> Message:
+        records = sum(len(spans) for spans in by_service.values())
+        self.published_records += records
+        return Message(partition, encode_spans(by_service), records)
+
+    def finish(self) -> list[Message]:
+        """One message per partition with a root still carried over (publish last)."""
+        carried, self._carried = self._carried, {}
+        return [self._handed_out(p, {service: [root]})
+                for p, (service, root) in sorted(carried.items())]
 
     def _expect(self, key: SeriesKey, end_unix_ns: int, *, requests: int = 0,
                 errors: int = 0) -> None:

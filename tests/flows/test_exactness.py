@@ -4,7 +4,9 @@ consumer that falls behind (a backlog is published first, the rest while the flo
 it). What the window stage closes per (series, minute) must equal the generator's totals
 exactly, each minute closed once; deliberately late spans (their minute already closed) are
 counted as `too_late`, in the late-records counter and in a later minute of their series, and
-never folded.
+never folded. Each message's last trace has its root in the partition's next message, so source
+batches often end between a child and its root: every LLM span must still leave trace assembly
+with its root's context (session id).
 """
 
 from __future__ import annotations
@@ -68,12 +70,16 @@ SKEW_MINUTES = 3
 """At the same offset, partition p is p * 3 minutes behind partition 0 in event time."""
 BACKLOG_ROUNDS = 120
 """Messages per partition published before the flow starts."""
-TOTAL_ROUNDS = 200
+TOTAL_ROUNDS = 300
 LATE_MINUTE = 12
 """The deliberately late spans end in this minute (from T0), published once it has closed."""
 LATE_SERVICE, LATE_MODEL = SERVICES[0], MODELS[0]
 LATE_BATCHES = ((0, 3), (PARTITIONS - 1, 2))
 """(partition, traces) of the late messages: the fastest and the slowest partition."""
+END_OFFSETS = tuple(TOTAL_ROUNDS + sum(1 for p, _ in LATE_BATCHES if p == partition) + 1
+                    for partition in range(PARTITIONS))
+"""Messages each partition gets: its rounds, its late message, the roots still carried over.
+The flow's source stops there (the test publishes while the flow reads)."""
 ROOT_DIR = Path(__file__).resolve().parents[2]
 
 Row = dict[str, Any]
@@ -87,10 +93,12 @@ class Run:
     topic: str
     dlq: str
     traffic: SkewedTraffic = field(default_factory=lambda: SkewedTraffic(
-        T0_NS, partitions=PARTITIONS, skew_minutes=SKEW_MINUTES))
-    backlog_records: int = 0
+        T0_NS, partitions=PARTITIONS, skew_minutes=SKEW_MINUTES, roots_in_next_message=True))
+    published_when_late: int = 0
     assembled_when_late: int | None = None
     """Records the flow had assembled when the late spans and the rest were published."""
+    messages: Counter[int] = field(default_factory=Counter)
+    """Published per partition."""
 
     def __post_init__(self) -> None:
         self._producer = Producer({"bootstrap.servers": self.kafka.bootstrap, "linger.ms": 5})
@@ -98,18 +106,23 @@ class Run:
     def publish(self, messages: list[Message]) -> None:
         for message in messages:
             self._producer.produce(self.topic, value=message.value, partition=message.partition)
+            self.messages[message.partition] += 1
         remaining = self._producer.flush(15)
         assert remaining == 0, f"{remaining} messages not delivered to the broker"
 
-    def publish_backlog(self) -> None:
-        self.publish([m for i in range(BACKLOG_ROUNDS) for m in self.traffic.round(i)])
-        self.backlog_records = self.traffic.published_records
+    def behind(self) -> str:
+        return (f"{self.assembled_when_late} of {self.published_when_late} published records "
+                "assembled when the late minute closed")
+
+    def publish_rounds(self, start: int, end: int) -> None:
+        self.publish([m for i in range(start, end) for m in self.traffic.round(i)])
 
     def publish_late_and_rest(self) -> None:
         """The late spans, then the remaining rounds; the slowest partition's producer last."""
         self.publish([self.traffic.late(p, LATE_MINUTE, calls, LATE_SERVICE, LATE_MODEL)
                       for p, calls in LATE_BATCHES])
         rest = [m for i in range(BACKLOG_ROUNDS, TOTAL_ROUNDS) for m in self.traffic.round(i)]
+        rest += self.traffic.finish()  # the roots still carried over, each partition's last
         self.publish([m for m in rest if m.partition != PARTITIONS - 1])
         self.publish([m for m in rest if m.partition == PARTITIONS - 1])
 
@@ -120,6 +133,7 @@ class Run:
         deadline = time.monotonic() + deadline_s
         while not finished.is_set() and time.monotonic() < deadline:
             if late_minute_closed(rows()):
+                self.published_when_late = self.traffic.published_records
                 self.assembled_when_late = assembled()
                 self.publish_late_and_rest()
                 return
@@ -138,15 +152,25 @@ def series_of(row: Row) -> SeriesKey:
     return tuple((str(name), str(value)) for name, value in row["series"])
 
 
-def assert_exact(run: Run, rows: list[Row], late: dict[str, int], assembled: int) -> None:
+def unlabelled(records: list[Record]) -> int:
+    """LLM spans without their root's context (every root in the traffic has a session)."""
+    return sum(1 for r in records
+               if isinstance(r, LLMSpan) and r.kind == "llm" and r.context.session_id is None)
+
+
+def assert_exact(run: Run, rows: list[Row], late: dict[str, int], assembled: int,
+                 without_root: int) -> None:
     traffic = run.traffic
     published = traffic.published_records + traffic.late_records
     assert run.assembled_when_late is not None, "the late minute never closed"
-    assert run.assembled_when_late < run.backlog_records, (
-        "the flow had read the whole backlog before the rest was published: it did not fall "
-        "behind (make the backlog longer)")
+    assert tuple(run.messages[p] for p in range(PARTITIONS)) == END_OFFSETS
+    assert run.assembled_when_late < run.published_when_late, (
+        "the flow had read everything before the late spans were published: it did not fall "
+        "behind")
     assert assembled == published, (
         f"{assembled} records left trace assembly, {published} were published")
+    assert without_root == 0, (
+        f"{without_root} LLM spans left trace assembly without their root's context")
 
     minutes = [r for r in rows if r["kind"] == "minute"]
     keys = [(series_of(r), int(r["minute"])) for r in minutes]
@@ -185,9 +209,9 @@ def counts_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int
 def test_one_process_counts_every_span_once(kafka: KafkaUnderTest,
                                             make_topic: Callable[..., str]) -> None:
     run = Run(kafka, make_topic(partitions=PARTITIONS), make_topic())
-    run.publish_backlog()
+    run.publish_rounds(0, BACKLOG_ROUNDS)
     rows: list[Row] = []
-    assembled = [0]
+    assembled = [0, 0]  # records, LLM spans without their root's context
     lock = threading.Lock()
 
     def closed(minutes: list[ClosedMinute]) -> None:
@@ -196,8 +220,10 @@ def test_one_process_counts_every_span_once(kafka: KafkaUnderTest,
             rows.extend(new)
 
     def records(batch: list[Record]) -> None:
+        missing = unlabelled(batch)
         with lock:
             assembled[0] += len(batch)
+            assembled[1] += missing
 
     def snapshot() -> list[Row]:
         with lock:
@@ -209,8 +235,8 @@ def test_one_process_counts_every_span_once(kafka: KafkaUnderTest,
 
     settings = settings_for(kafka.bootstrap, run.topic, run.dlq, embedded=kafka.is_embedded)
     options = FlowOptions(
-        partitions=tuple(partition_key(run.topic, p) for p in range(PARTITIONS)), tail=False,
-        source=BacklogSource(settings), on_closed_minutes=closed)
+        partitions=tuple(partition_key(run.topic, p) for p in range(PARTITIONS)),
+        source=BacklogSource(settings, END_OFFSETS), on_closed_minutes=closed)
     sinks = FlowSinks(groups=CallbackSink(lambda _: None), records=CallbackSink(records))
     finished = threading.Event()
     follower = threading.Thread(target=run.follow,
@@ -225,9 +251,10 @@ def test_one_process_counts_every_span_once(kafka: KafkaUnderTest,
         follower.join(20)
     seconds = time.monotonic() - started
     print(f"one process: {run.traffic.published_records + run.traffic.late_records} spans in "
-          f"{seconds:.1f} s")
+          f"{seconds:.1f} s; {run.behind()}")
 
-    assert_exact(run, snapshot(), counts_delta(before, late_counts()), assembled_now())
+    assert_exact(run, snapshot(), counts_delta(before, late_counts()), assembled_now(),
+                 assembled[1])
 
 
 # --- two processes ---------------------------------------------------------------------------
@@ -293,7 +320,7 @@ def start_cluster(run: Run, tmp_path: Path, processes: int = 2) -> Cluster:
     started = []
     for index in range(processes):
         env = {**os.environ, "SWTEST_BOOTSTRAP": run.kafka.bootstrap, "SWTEST_TOPIC": run.topic,
-               "SWTEST_DLQ": run.dlq, "SWTEST_PARTITIONS": str(PARTITIONS),
+               "SWTEST_DLQ": run.dlq, "SWTEST_END_OFFSETS": ",".join(map(str, END_OFFSETS)),
                "SWTEST_EMBEDDED": "1" if run.kafka.is_embedded else "0",
                "SWTEST_OUT": str(outputs[index]),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT_DIR),
@@ -317,8 +344,44 @@ def cluster_cleanup() -> Iterator[list[Cluster]]:
                 process.wait(5)
 
 
-# The two-process variant (tests.flows.cluster_flow over `python -m bytewax.run -i/-a`) is
-# not committed yet: it lost ~10% of records in trace assembly across processes (issue 3 note).
+def test_two_processes_count_every_span_once(
+        kafka: KafkaUnderTest, make_topic: Callable[..., str], tmp_path: Path,
+        cluster_cleanup: list[Cluster]) -> None:
+    run = Run(kafka, make_topic(partitions=PARTITIONS), make_topic())
+    run.publish_rounds(0, BACKLOG_ROUNDS)
+    started = time.monotonic()
+    cluster = start_cluster(run, tmp_path)
+    cluster_cleanup.append(cluster)
+    finished = threading.Event()
+
+    def rows() -> list[Row]:
+        if cluster.finished():
+            finished.set()
+        return read_rows(cluster.outputs)
+
+    def assembled(now: list[Row] | None = None) -> int:
+        return sum(r["count"] for r in (now if now is not None else rows())
+                   if r["kind"] == "records")
+
+    run.follow(rows, assembled, finished, deadline_s=40)
+    cluster.wait(deadline_s=max(5.0, 55 - (time.monotonic() - started)))
+    seconds = time.monotonic() - started
+    print(f"two processes: {run.traffic.published_records + run.traffic.late_records} spans in "
+          f"{seconds:.1f} s (process start included); {run.behind()}")
+    assert all(p.returncode == 0 for p in cluster.processes), cluster.failure()
+
+    final = read_rows(cluster.outputs)
+    read_by = {r["name"]: r["process"] for r in final if r["kind"] == "partition"}
+    assert sorted(read_by) == sorted(partition_key(run.topic, p) for p in range(PARTITIONS))
+    assert set(read_by.values()) == {0, 1}, f"one process read every partition: {read_by}"
+    assert {r["process"] for r in final if r["kind"] == "records"} == {0, 1}
+    late: Counter[str] = Counter()
+    for row in final:
+        if row["kind"] == "late":
+            late.update({k: v for k, v in row.items() if k not in ("kind", "process")})
+    assert sum(1 for r in final if r["kind"] == "late") == 2, cluster.failure()
+    assert_exact(run, final, dict(late), assembled(final),
+                 sum(r["unlabelled"] for r in final if r["kind"] == "records"))
 
 
 # --- a step that lags its source ---------------------------------------------------------------
