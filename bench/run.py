@@ -381,9 +381,11 @@ def measure_latency(info: BrokerInfo, workdir: Path, *, speed_before: float, spe
     instant C = E + assembly wait + allowed lateness (the earliest the minute may close), the
     figure reported is the real-time equivalent of "notifier call - C":
 
-        latency = (routing time of the notification - E)      event time: group_wait, rounded
-                                                                up to the minute Ticks routing
-                                                                advances by
+        latency = (routing time of the notification - E)      event time: group_wait, plus
+                                                                how far the window watermark
+                                                                moves per source batch (window
+                                                                shards tick routing whenever
+                                                                it moves)
                 + processing lag                              wall time: notifier call - when
                                                                 the message that moved the
                                                                 watermark there was acked

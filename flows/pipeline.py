@@ -51,7 +51,7 @@ from flows.steps import (
 from ingest.assembly import Record, TraceAssembler
 from ingest.decode import DeadLetter, Decoded, Decoder
 from metrics.bucket import event_unix_ns
-from metrics.partial import preaggregate_by
+from metrics.partial import preaggregate_each
 from metrics.shard import ShardWindows
 from metrics.windows import ClosedMinute
 from rules.config import RulesConfig
@@ -154,9 +154,9 @@ def preaggregate_batch(rules: Callable[[], RulesConfig],
     that owns the series; then the batch's forwarded progress, to every window shard."""
     records = [r for r in batch if not isinstance(r, Progress)]
     out: list[Keyed] = []
-    for family in families(rules()):
-        for partial in preaggregate_by(records, [family.key_of]):
-            out.append((f"w{family.shard_of(partial.key, WINDOW_SHARDS)}", partial))
+    every = families(rules())
+    for index, partial in preaggregate_each(records, [family.key_of for family in every]):
+        out.append((f"w{every[index].shard_of(partial.key, WINDOW_SHARDS)}", partial))
     newest: dict[str, Progress] = {}
     for item in batch:
         if isinstance(item, Progress) and (item.partition not in newest or item.max_event_unix_ns
@@ -189,6 +189,8 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
     wait = timedelta(seconds=ingest.assembly_wait_s)
 
     def build_assembly(resume: AssemblyState | None) -> AssemblyLogic:
+        if resume is not None:  # restored by recovery: downtime is not source idleness
+            resume.watermark.resumed(_wall_ns())
         return AssemblyLogic(resume or AssemblyState(
             TraceAssembler(wait_ns=int(ingest.assembly_wait_s * 1e9),
                            max_open_traces=max(1, ingest.assembly_max_traces // ASSEMBLY_SHARDS),
@@ -210,6 +212,8 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
         settings.idle_partition_timeout, settings.allowed_lateness)
 
     def build_windows(resume: WindowState | None) -> WindowLogic:
+        if resume is not None:
+            resume.watermark.resumed(_wall_ns())
         # Windows close behind the source watermark by the assembly wait (records held there
         # are not late) plus the allowed lateness.
         return WindowLogic(resume or WindowState(

@@ -261,6 +261,8 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
         self._on_closed_minutes = on_closed_minutes
         """Sees every minute this shard closes (tests, audits); treat buckets as read-only."""
         self._clock = SourceClock()
+        self._ticked: int | None = None
+        """Event time of the last `Tick` sent (ticks go out whenever the watermark moves)."""
 
     def _reload(self) -> None:
         config = self._rules()
@@ -276,7 +278,10 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
         clock.received()
         # In arrival order: a partial is late only against progress that arrived before it
         # (progress that follows it in the batch covers it).
+        # (The watermark is recomputed only before a partial that follows new progress and at
+        # the end: progress arrives once per source batch from every assembly shard.)
         watermark = state.watermark.current(clock.read)
+        stale = False
         for value in values:
             if isinstance(value, Progress):
                 state.watermark.observe(value.partition, value.max_event_unix_ns,
@@ -284,11 +289,16 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
                 clock.read_at(value.wall_unix_ns)
                 state.max_event_unix_ns = max(state.max_event_unix_ns, value.max_event_unix_ns)
                 state.shard = value.shard or state.shard
-                watermark = state.watermark.current(clock.read)
+                stale = True
             else:
+                if stale:
+                    watermark = state.watermark.current(clock.read)
+                    stale = False
                 verdict = state.windows.add_partial(value, watermark)
                 if verdict != "on_time":
-                    instruments.LATE_RECORDS.labels(verdict).inc(value.state.records)
+                    instruments.LATE_RECORDS.labels(verdict).inc(value.records)
+        if stale:
+            watermark = state.watermark.current(clock.read)
         return self._close(watermark), False
 
     def _close(self, watermark: int | None) -> list[WindowOutput]:
@@ -316,13 +326,18 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
                         out.extend(state.lifecycle.observe(evaluation, policy))
                 out.extend(state.lifecycle.tick(end))
                 out.append(Tick(state.shard, end))
-        if closed_before == state.windows.closed_until_unix_ns and not closed:
+        moved = closed_before != state.windows.closed_until_unix_ns or bool(closed)
+        if not moved and self._ticked is not None and watermark <= self._ticked:
             return []
+        # Tick whenever event time moves, not only when a minute closes, so routing's
+        # group_wait runs on time instead of waiting for the next minute to close.
+        self._ticked = watermark
         out.extend(state.lifecycle.tick(watermark))
         out.append(Tick(state.shard, watermark))
-        instruments.CLOSED_MINUTES.inc(len(closed))
-        instruments.ACTIVE_SERIES.labels(state.shard).set(len(state.windows))
-        instruments.set_shard_alerts(state.shard, state.lifecycle.counts())
+        if moved:
+            instruments.CLOSED_MINUTES.inc(len(closed))
+            instruments.ACTIVE_SERIES.labels(state.shard).set(len(state.windows))
+            instruments.set_shard_alerts(state.shard, state.lifecycle.counts())
         for event in out:
             if isinstance(event, AlertEvent):
                 instruments.ALERT_EVENTS.labels(event.state, str(event.tier)).inc()

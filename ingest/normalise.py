@@ -90,6 +90,16 @@ class Normaliser:
         self._keys = config.attributes
         self._prices = prices
         self._salt = config.user_id_salt.get_secret_value().encode()
+        keys = self._keys
+        self._context_names: tuple[Sequence[str], ...] = (
+            keys.service, keys.environment, keys.app_version, keys.prompt_template_version,
+            keys.model_version, keys.session_id, keys.user_id, keys.user_segment, keys.endpoint)
+        self._context_keys = frozenset(k for names in self._context_names for k in names)
+        # Spans of one resource share its attributes (one dict per resource in a message):
+        # its context is read once, and a span without context attributes of its own reuses it.
+        self._resource: Attributes | None = None
+        self._resource_context = TraceContext()
+        self._hashed: dict[str, str] = {}
 
     # --- spans ---
 
@@ -181,26 +191,27 @@ class Normaliser:
 
     def context_of(self, attrs: Attributes, resource: Attributes) -> TraceContext:
         """Context fields from span attributes first, then resource attributes."""
-        keys = self._keys
+        if resource is not self._resource:
+            self._resource = resource
+            self._resource_context = self._context(resource, {})
+        if attrs.keys().isdisjoint(self._context_keys):
+            return self._resource_context
+        return self._context(attrs, resource)
 
-        def pick(names: Sequence[str]) -> str | None:
+    def _context(self, attrs: Attributes, resource: Attributes) -> TraceContext:
+        values = []
+        for names in self._context_names:
             value = _first_str(attrs, names)
-            return value if value is not None else _first_str(resource, names)
-
-        user_id = pick(keys.user_id)
+            values.append(value if value is not None else _first_str(resource, names))
+        user_id = values[6]
         if user_id is not None and self._config.hash_user_ids:
-            user_id = hash_user_id(user_id, self._salt)
-        return TraceContext(
-            service=pick(keys.service),
-            environment=pick(keys.environment),
-            app_version=pick(keys.app_version),
-            prompt_template_version=pick(keys.prompt_template_version),
-            model_version=pick(keys.model_version),
-            session_id=pick(keys.session_id),
-            user_id=user_id,
-            user_segment=pick(keys.user_segment),
-            endpoint=pick(keys.endpoint),
-        )
+            hashed = self._hashed.get(user_id)
+            if hashed is None:
+                if len(self._hashed) >= 10_000:  # bounded: a cache, not a user table
+                    self._hashed.clear()
+                hashed = self._hashed[user_id] = hash_user_id(user_id, self._salt)
+            values[6] = hashed
+        return TraceContext(*values)
 
     # --- log records ---
 

@@ -102,7 +102,34 @@ def _proto_value(value: Any) -> AttrValue:
 
 
 def _proto_attrs(kvs: Any) -> Attributes:
-    return {kv.key: _proto_value(kv.value) for kv in kvs if not is_content_key(kv.key)}
+    attrs: Attributes = {}
+    for kv in kvs:
+        key = kv.key
+        dropped = _CONTENT_KEYS.get(key)
+        if dropped is None:
+            dropped = _is_content(key)
+        if dropped:
+            continue
+        value = kv.value
+        which = value.WhichOneof("value")  # the common kinds first, without a call each
+        if which == "string_value":
+            attrs[key] = value.string_value
+        elif which == "int_value":
+            attrs[key] = value.int_value
+        else:
+            attrs[key] = _proto_value(value)
+    return attrs
+
+
+_CONTENT_KEYS: dict[str, bool] = {}
+"""`is_content_key` per attribute key seen (keys repeat on every span), bounded."""
+
+
+def _is_content(key: str) -> bool:
+    dropped = is_content_key(key)
+    if len(_CONTENT_KEYS) < 10_000:
+        _CONTENT_KEYS[key] = dropped
+    return dropped
 
 
 def _span_id_hex(raw: bytes, where: str, *, optional: bool) -> str | None:

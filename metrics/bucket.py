@@ -12,13 +12,15 @@ any grouping or order gives identical state; a mean is exact up to 1e-9 of its u
 from __future__ import annotations
 
 import math
-from typing import Any
+import operator
+from typing import Any, NamedTuple
 
 from ingest.span import EvalResult, EvalScore, LLMSpan
-from metrics.bounded import OTHER, BoundedSet, CappedCounts, WorstSpans
-from metrics.bucket_state import COUNTERS, STATE_VERSION, BucketState
+from metrics.bounded import OTHER, BoundedSet, CappedCounts, Exemplar, WorstSpans
+from metrics.bucket_state import COUNTERS, STATE_VERSION, BucketState, Fields, unpack_fields
+from metrics.cost_mix import CostMix, ModelCostState
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
-from metrics.sketch import QuantileSketch
+from metrics.sketch import QuantileSketch, sketch_key
 
 MINUTE_NS = 60_000_000_000
 PICO_USD = 10**12
@@ -37,6 +39,8 @@ SKETCHES: tuple[str, ...] = (
 """Quantile sketches of a bucket, by index."""
 
 _SKETCH_INDEX = {name: index for index, name in enumerate(SKETCHES)}
+_N_COUNTERS = len(COUNTERS)
+_counters_of = operator.attrgetter(*COUNTERS)
 
 EXEMPLAR_LIMIT = 5
 VERSION_LIMIT = 8
@@ -53,6 +57,119 @@ def event_unix_ns(record: LLMSpan | EvalResult) -> int:
     return record.end_unix_ns if isinstance(record, LLMSpan) else record.at_unix_ns
 
 
+class SpanPlan(NamedTuple):
+    """What folding one span changes in a bucket, computed once (`plan_of`)."""
+
+    counters: tuple[tuple[str, int], ...]
+    """Counter increments, zeros left out."""
+    event_unix_ns: int
+    exemplar: Exemplar
+    versions: tuple[str | None, str | None, str | None]
+    """prompt_template_version, model, app_version."""
+    sketch_keys: tuple[tuple[int, int | None], ...]
+    """(sketch index, bin key or None for a zero) per value added."""
+    error_kind: str | None
+    unknown_cost: str | None
+    finish_reasons: tuple[str, ...]
+    """Distinct, sorted."""
+    scores: tuple[EvalScore, ...]
+    cost_usage: ModelCostState | None = None
+    """The priced call's row of the bucket's `cost_mix`."""
+
+
+def plan_of(span: LLMSpan) -> SpanPlan:
+    """The changes `Bucket.fold_span` makes for `span` (same rules, computed once)."""
+    kind = span.kind
+    is_error = span.is_error
+    counters: list[tuple[str, int]] = [(_SPAN_COUNTERS.get(kind, "spans_request"), 1)]
+    if is_error:
+        counters.append((_ERROR_COUNTERS.get(kind, "errors_request"), 1))
+    duration_ns = max(0, span.end_unix_ns - span.start_unix_ns)
+    duration_s = duration_ns / 1e9
+    values: list[tuple[int, float]] = []
+    if span.parent_span_id is None:
+        values.append((_LATENCY, duration_s))
+    error_kind = unknown_cost = None
+    cost_usage: ModelCostState | None = None
+    finish_reasons: tuple[str, ...] = ()
+    if kind in ("llm", "embedding"):
+        if is_error:
+            error_kind = span.error_kind or OTHER
+        if span.is_cache_hit is not None:
+            counters.append(("cache_known", 1))
+            if span.is_cache_hit:
+                counters.append(("cache_hits", 1))
+        cost = span.cost_usd
+        if cost is not None and math.isfinite(cost):
+            cost_pusd = round(cost * PICO_USD)
+            counters.append(("cost_known", 1))
+            counters.append(("cost_sum_pusd", cost_pusd))
+            cost_usage = (span.model or "", 1, span.input_tokens or 0,
+                          span.cached_input_tokens or 0, span.output_tokens or 0, cost_pusd)
+        else:
+            unknown_cost = span.unknown_cost_reason or (
+                "unknown" if cost is None else "not_finite")
+        if span.input_tokens is not None:
+            counters.append(("input_tokens_known", 1))
+            counters.append(("input_tokens_sum", span.input_tokens))
+            values.append((_INPUT_TOKENS, span.input_tokens))
+        if kind == "llm":
+            _plan_llm(span, duration_s, counters, values)
+            if span.finish_reasons:
+                finish_reasons = tuple(sorted(set(span.finish_reasons)))
+    elif kind == "retrieval":
+        values.append((_RETRIEVAL_LATENCY, duration_s))
+    if span.feedback is not None:
+        counters.append(("feedback_known", 1))
+        if span.feedback == "negative":
+            counters.append(("feedback_negative", 1))
+    if span.is_regenerated is not None:
+        counters.append(("regen_known", 1))
+        if span.is_regenerated:
+            counters.append(("regenerated", 1))
+    keys = tuple((index, sketch_key(value)) for index, value in values
+                 if math.isfinite(value))
+    context = span.context
+    return SpanPlan(tuple((n, d) for n, d in counters if d), span.end_unix_ns,
+                    (is_error, duration_ns, span.trace_id),
+                    (context.prompt_template_version, span.model, context.app_version),
+                    keys, error_kind, unknown_cost, finish_reasons, span.evals, cost_usage)
+
+
+def _plan_llm(span: LLMSpan, duration_s: float, counters: list[tuple[str, int]],
+              values: list[tuple[int, float]]) -> None:
+    if span.is_refusal:
+        counters.append(("refusals", 1))
+    if span.finish_reasons:
+        counters.append(("finish_known", 1))
+        if "length" in span.finish_reasons:
+            counters.append(("finish_length", 1))
+    values.append((_LLM_LATENCY, duration_s))
+    ttft = span.time_to_first_token_s
+    if ttft is not None:
+        values.append((_TTFT, ttft))
+    output = span.output_tokens
+    if output is None:
+        return
+    counters.append(("output_tokens_known", 1))
+    counters.append(("output_tokens_sum", output))
+    values.append((_OUTPUT_TOKENS, output))
+    if output > 0 and not span.is_error:
+        generating_s = duration_s - ttft if ttft is not None and ttft < duration_s \
+            else duration_s
+        if generating_s > 0:
+            values.append((_OUTPUT_TOKENS_PER_S, output / generating_s))
+        values.append((_LATENCY_PER_OUTPUT_TOKEN, duration_s / output))
+
+
+_SPAN_COUNTERS = {"llm": "spans_llm", "embedding": "spans_embedding",
+                  "retrieval": "spans_retrieval", "request": "spans_request"}
+_ERROR_COUNTERS = {"llm": "errors_llm", "embedding": "errors_embedding",
+                   "retrieval": "errors_retrieval", "request": "errors_request"}
+_TTFT, _LATENCY, _LLM_LATENCY, _OUTPUT_TOKENS_PER_S, _LATENCY_PER_OUTPUT_TOKEN, \
+    _INPUT_TOKENS, _OUTPUT_TOKENS, _RETRIEVAL_LATENCY = range(len(SKETCHES))
+
+
 class Bucket:
     """Aggregate of one series' records over an interval; see the module docstring.
 
@@ -60,13 +177,26 @@ class Bucket:
     `fold` and `merge` mutate; everything else reads.
     """
 
-    __slots__ = (*COUNTERS, "app_versions", "error_kinds", "exemplars", "finish_reasons",
-                 "max_event_unix_ns", "min_event_unix_ns", "models", "prompt_template_versions",
-                 "safety_failure_traces", "session_cost_max_pusd", "sketches", "unknown_cost")
+    __slots__ = (*COUNTERS, "app_versions", "cost_mix", "error_kinds", "exemplars",
+                 "finish_reasons", "max_event_unix_ns", "min_event_unix_ns", "models",
+                 "prompt_template_versions", "safety_failure_traces", "session_cost_max_pusd",
+                 "sketches", "unknown_cost")
 
     def __init__(self) -> None:
-        for name in COUNTERS:
-            setattr(self, name, 0)
+        # One chained assignment of every counter in `COUNTERS` (a loop of setattr is ~10x
+        # slower, and a bucket is made per series and minute).
+        self.spans_llm = self.spans_embedding = self.spans_retrieval = self.spans_request = \
+            self.errors_llm = self.errors_embedding = self.errors_retrieval = \
+            self.errors_request = self.eval_results = self.refusals = self.cache_known = \
+            self.cache_hits = self.feedback_known = self.feedback_negative = self.regen_known = \
+            self.regenerated = self.finish_known = self.finish_length = self.cost_known = \
+            self.cost_sum_pusd = self.input_tokens_known = self.input_tokens_sum = \
+            self.output_tokens_known = self.output_tokens_sum = self.quality_n = \
+            self.quality_sum_nano = self.groundedness_n = self.groundedness_sum_nano = \
+            self.heuristic_pass = self.heuristic_total = self.safety_failures = \
+            self.safety_total = self.evals_other = self.sessions_closed = self.sessions_unpriced = \
+            self.sessions_closed_early = self.session_cost_sum_pusd = self.late_folded = \
+            self.too_late = 0
         self.session_cost_max_pusd = 0
         self.min_event_unix_ns: int | None = None
         self.max_event_unix_ns: int | None = None
@@ -79,6 +209,7 @@ class Bucket:
         self.prompt_template_versions = BoundedSet(VERSION_LIMIT)
         self.models = BoundedSet(VERSION_LIMIT)
         self.app_versions = BoundedSet(VERSION_LIMIT)
+        self.cost_mix = CostMix()
 
     # Counter attributes, declared for type checkers (values are set in __init__).
     spans_llm: int
@@ -166,70 +297,42 @@ class Bucket:
             self.fold_eval(record, categories)
 
     def fold_span(self, span: LLMSpan, categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
-        kind = span.kind
-        self._count_kind(kind, span.is_error)
-        self._see(span.end_unix_ns)
-        duration_ns = max(0, span.end_unix_ns - span.start_unix_ns)
-        duration_s = duration_ns / 1e9
-        self.exemplars.offer((span.is_error, duration_ns, span.trace_id))
-        self._versions(span.context.prompt_template_version, span.model,
-                       span.context.app_version)
-        is_model_call = kind in ("llm", "embedding")
-        if span.parent_span_id is None:
-            self._add("latency_s", duration_s)
-        if is_model_call:
-            self._fold_model_call(span, duration_s)
-        elif kind == "retrieval":
-            self._add("retrieval_latency_s", duration_s)
-        if span.feedback is not None:
-            self.feedback_known += 1
-            self.feedback_negative += span.feedback == "negative"
-        if span.is_regenerated is not None:
-            self.regen_known += 1
-            self.regenerated += span.is_regenerated
-        for score in span.evals:
-            self._fold_score(score, span.trace_id, categories)
+        self.fold_plan(plan_of(span), categories)
 
-    def _fold_model_call(self, span: LLMSpan, duration_s: float) -> None:
-        if span.is_error:
-            self.error_kinds.add(span.error_kind or OTHER)
-        if span.is_cache_hit is not None:
-            self.cache_known += 1
-            self.cache_hits += span.is_cache_hit
-        if span.cost_usd is not None and math.isfinite(span.cost_usd):
-            self.cost_known += 1
-            self.cost_sum_pusd += round(span.cost_usd * PICO_USD)
-        else:
-            self.unknown_cost.add(span.unknown_cost_reason or
-                                  ("unknown" if span.cost_usd is None else "not_finite"))
-        if span.input_tokens is not None:
-            self.input_tokens_known += 1
-            self.input_tokens_sum += span.input_tokens
-            self._add("input_tokens", span.input_tokens)
-        if span.kind != "llm":
-            return
-        self.refusals += span.is_refusal
-        if span.finish_reasons:
-            self.finish_known += 1
-            self.finish_length += "length" in span.finish_reasons
-            for reason in sorted(set(span.finish_reasons)):
-                self.finish_reasons.add(reason)
-        self._add("llm_latency_s", duration_s)
-        ttft = span.time_to_first_token_s
-        if ttft is not None:
-            self._add("ttft_s", ttft)
-        output = span.output_tokens
-        if output is None:
-            return
-        self.output_tokens_known += 1
-        self.output_tokens_sum += output
-        self._add("output_tokens", output)
-        if output > 0 and not span.is_error:
-            generating_s = duration_s - ttft if ttft is not None and ttft < duration_s \
-                else duration_s
-            if generating_s > 0:
-                self._add("output_tokens_per_s", output / generating_s)
-            self._add("latency_per_output_token_s", duration_s / output)
+    def fold_plan(self, plan: SpanPlan, categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
+        """Add one span given as its `plan_of` (computed once when a span goes to many
+        buckets: pre-aggregation folds each span into every rule family's series)."""
+        for name, delta in plan.counters:
+            setattr(self, name, getattr(self, name) + delta)
+        at = plan.event_unix_ns
+        if self.min_event_unix_ns is None or at < self.min_event_unix_ns:
+            self.min_event_unix_ns = at
+        if self.max_event_unix_ns is None or at > self.max_event_unix_ns:
+            self.max_event_unix_ns = at
+        self.exemplars.offer(plan.exemplar)
+        prompt, model, app = plan.versions
+        if prompt:
+            self.prompt_template_versions.add(prompt)
+        if model:
+            self.models.add(model)
+        if app:
+            self.app_versions.add(app)
+        sketches = self.sketches
+        for index, key in plan.sketch_keys:
+            sketch = sketches[index]
+            if sketch is None:
+                sketch = sketches[index] = QuantileSketch()
+            sketch.add_key(key)
+        if plan.error_kind is not None:
+            self.error_kinds.add(plan.error_kind)
+        if plan.unknown_cost is not None:
+            self.unknown_cost.add(plan.unknown_cost)
+        if plan.cost_usage is not None:
+            self.cost_mix.add(plan.cost_usage)
+        for reason in plan.finish_reasons:
+            self.finish_reasons.add(reason)
+        for score in plan.scores:
+            self._fold_score(score, plan.exemplar[2], categories)
 
     def fold_eval(self, result: EvalResult,
                   categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
@@ -274,20 +377,6 @@ class Bucket:
         self.session_cost_sum_pusd += cost_pusd
         self.session_cost_max_pusd = max(self.session_cost_max_pusd, cost_pusd)
 
-    def _count_kind(self, kind: str, is_error: bool) -> None:
-        if kind == "llm":
-            self.spans_llm += 1
-            self.errors_llm += is_error
-        elif kind == "embedding":
-            self.spans_embedding += 1
-            self.errors_embedding += is_error
-        elif kind == "retrieval":
-            self.spans_retrieval += 1
-            self.errors_retrieval += is_error
-        else:
-            self.spans_request += 1
-            self.errors_request += is_error
-
     def _see(self, unix_ns: int) -> None:
         if self.min_event_unix_ns is None or unix_ns < self.min_event_unix_ns:
             self.min_event_unix_ns = unix_ns
@@ -301,13 +390,6 @@ class Bucket:
             self.models.add(model)
         if app:
             self.app_versions.add(app)
-
-    def _add(self, sketch_name: str, value: float) -> None:
-        index = _SKETCH_INDEX[sketch_name]
-        sketch = self.sketches[index]
-        if sketch is None:
-            sketch = self.sketches[index] = QuantileSketch()
-        sketch.add(value)
 
     # --- merging and state ---
 
@@ -330,6 +412,48 @@ class Bucket:
                                  (self.models, other.models),
                                  (self.app_versions, other.app_versions)):
             mine_set.merge(theirs.values, theirs.is_truncated)
+        self.cost_mix.merge(other.cost_mix.rows)
+
+    def merge_packed(self, blob: bytes) -> None:
+        """Add every record of a `pack`ed state (without building a `BucketState`)."""
+        self.merge_fields(unpack_fields(blob))
+
+    def merge_fields(self, fields: Fields) -> None:
+        """Add every record of a state given as its `fields_of` tuple."""
+        if fields[0] != STATE_VERSION:
+            raise ValueError(f"BucketState version {fields[0]} is not supported; "
+                             f"expected {STATE_VERSION}")
+        for name, value in zip(COUNTERS, fields[1:_N_COUNTERS + 1], strict=True):
+            if value:
+                setattr(self, name, getattr(self, name) + value)
+        (session_max, low, high, error_kinds, finish_reasons, unknown_cost, sketches, exemplars,
+         safety, prompts, models, apps, truncated, *rest) = fields[_N_COUNTERS + 1:]
+        self.session_cost_max_pusd = max(self.session_cost_max_pusd, session_max)
+        if low is not None:
+            self._see(low)
+        if high is not None:
+            self._see(high)
+        if error_kinds:
+            self.error_kinds.merge(error_kinds)
+        if finish_reasons:
+            self.finish_reasons.merge(finish_reasons)
+        if unknown_cost:
+            self.unknown_cost.merge(unknown_cost)
+        mine = self.sketches
+        for index, sketch in enumerate(sketches):
+            if sketch is not None:
+                target = mine[index]
+                if target is None:
+                    target = mine[index] = QuantileSketch()
+                target.merge_parts(*sketch)
+        self.exemplars.merge(exemplars)
+        if safety:
+            self.safety_failure_traces.merge(safety, False)
+        self.prompt_template_versions.merge(prompts, truncated[0])
+        self.models.merge(models, truncated[1])
+        self.app_versions.merge(apps, truncated[2])
+        if rest and rest[0]:  # cost_mix (fields after it, if any, are newer than this code)
+            self.cost_mix.merge(rest[0])
 
     def merge_state(self, state: BucketState) -> None:
         """Add every record of a `BucketState` (without building a Bucket for it)."""
@@ -352,10 +476,12 @@ class Bucket:
         self.prompt_template_versions.merge(state.prompt_template_versions, truncated[0])
         self.models.merge(state.models, truncated[1])
         self.app_versions.merge(state.app_versions, truncated[2])
+        self.cost_mix.merge(state.cost_mix)
 
     def _merge_scalars(self, other: Bucket | BucketState) -> None:
-        for name in COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name, value in zip(COUNTERS, _counters_of(other), strict=True):
+            if value:  # most counters of a minute are zero
+                setattr(self, name, getattr(self, name) + value)
         self.session_cost_max_pusd = max(self.session_cost_max_pusd, other.session_cost_max_pusd)
         if other.min_event_unix_ns is not None:
             self._see(other.min_event_unix_ns)
@@ -382,6 +508,7 @@ class Bucket:
             app_versions=self.app_versions.values,
             truncated_versions=(self.prompt_template_versions.is_truncated,
                                 self.models.is_truncated, self.app_versions.is_truncated),
+            cost_mix=self.cost_mix.rows,
         )
 
     @classmethod

@@ -2,7 +2,11 @@
 minute, so only small aggregates cross the exchange to the shard that owns each series.
 
 In: the records of one source batch and the `group_by` label sets rules use. Out: `Partial`s,
-one per (series, minute) with the batch's bucket state and session touches of that minute.
+one per (series, minute) with the batch's bucket and session touches of that minute.
+
+Cheap by design: each span's fold is planned once (`plan_of`) however many series it goes to,
+and a partial keeps its live `Bucket` (no `to_state`): in one process the window stage takes
+it over as is; across processes `Bucket.__reduce__` sends its compact state.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ingest.span import EvalResult, LLMSpan
-from metrics.bucket import Bucket, event_unix_ns, minute_of
+from metrics.bucket import Bucket, SpanPlan, event_unix_ns, minute_of, plan_of
 from metrics.bucket_state import BucketState
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
 from metrics.series import SeriesKey, canonical_group_by, series_key
@@ -24,8 +28,18 @@ class Partial:
 
     key: SeriesKey
     minute_start_unix_ns: int
-    state: BucketState
+    bucket: Bucket
+    """Owned by the partial's receiver, which may take it over (it is not copied)."""
     sessions: tuple[SessionTouch, ...] = ()
+
+    @property
+    def records(self) -> int:
+        return self.bucket.records
+
+    @property
+    def state(self) -> BucketState:
+        """The bucket's plain-data state (computed on each call: not for hot paths)."""
+        return self.bucket.to_state()
 
 
 def preaggregate(records: Iterable[LLMSpan | EvalResult],
@@ -53,28 +67,87 @@ KeyFunction = Callable[[LLMSpan | EvalResult], SeriesKey | None]
 
 def preaggregate_by(records: Iterable[LLMSpan | EvalResult], key_functions: Sequence[KeyFunction],
                     *, categories: EvalCategories = DEFAULT_CATEGORIES) -> list[Partial]:
-    """`preaggregate` with arbitrary series key functions (filtered rule families)."""
-    buckets: dict[tuple[SeriesKey, int], Bucket] = {}
-    touches: dict[tuple[SeriesKey, int], dict[str, SessionTouch]] = {}
+    """`preaggregate` with arbitrary series key functions (filtered rule families); partials
+    of the same (series, minute) under several key functions are one."""
+    merged: dict[tuple[SeriesKey, int], Partial] = {}
+    for _, partial in preaggregate_each(records, key_functions, categories=categories):
+        slot = (partial.key, partial.minute_start_unix_ns)
+        old = merged.get(slot)
+        if old is None:
+            merged[slot] = partial
+            continue
+        old.bucket.merge(partial.bucket)
+        touches = {t.session_id: t for t in old.sessions}
+        for touch in partial.sessions:
+            touches[touch.session_id] = _joined(touches.get(touch.session_id), touch)
+        merged[slot] = Partial(old.key, old.minute_start_unix_ns, old.bucket,
+                               tuple(sorted(touches.values(), key=lambda t: t.session_id)))
+    return [merged[slot] for slot in sorted(merged)]
+
+
+def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
+                      key_functions: Sequence[KeyFunction], *,
+                      categories: EvalCategories = DEFAULT_CATEGORIES
+                      ) -> list[tuple[int, Partial]]:
+    """One `Partial` per (key function, series, minute), as `(key function index, partial)`,
+    sorted by index, series and minute.
+
+    Records with the same series under every key function (and the same minute) are folded
+    once into a shared bucket that is then merged into each series' bucket: a batch with k
+    such records costs k folds and one merge per key function instead of k folds per key
+    function. A lone record is folded straight into each series' bucket.
+    """
+    combos: dict[tuple[tuple[SeriesKey | None, ...], int], list[LLMSpan | EvalResult]] = {}
     for record in records:
-        minute = minute_of(event_unix_ns(record))
-        touch = touch_of(record) if isinstance(record, LLMSpan) else None
-        for key_of_record in key_functions:
-            key = key_of_record(record)
-            if key is None:
-                continue
-            slot = (key, minute)
-            bucket = buckets.get(slot)
+        keys = tuple(key_of_record(record) for key_of_record in key_functions)
+        combos.setdefault((keys, minute_of(event_unix_ns(record))), []).append(record)
+    buckets: dict[tuple[int, SeriesKey, int], Bucket] = {}
+    touches: dict[tuple[int, SeriesKey, int], dict[str, SessionTouch]] = {}
+    for (keys, minute), members in combos.items():
+        slots = [(index, key, minute) for index, key in enumerate(keys) if key is not None]
+        if not slots:
+            continue
+        if len(members) > 1 and len(slots) > 1:
+            shared = Bucket()
+            for record in members:
+                _fold(shared, record, None, categories)
+            for slot in slots[1:]:
+                bucket = buckets.get(slot)
+                if bucket is None:
+                    bucket = buckets[slot] = Bucket()
+                bucket.merge(shared)
+            bucket = buckets.get(slots[0])
             if bucket is None:
-                bucket = buckets[slot] = Bucket()
-            bucket.fold(record, categories)
-            if touch is not None:
+                buckets[slots[0]] = shared  # merged everywhere else already: adopt it
+            else:
+                bucket.merge(shared)
+        else:
+            for record in members:
+                plan = plan_of(record) if isinstance(record, LLMSpan) else None
+                for slot in slots:
+                    bucket = buckets.get(slot)
+                    if bucket is None:
+                        bucket = buckets[slot] = Bucket()
+                    _fold(bucket, record, plan, categories)
+        for record in members:
+            touch = touch_of(record) if isinstance(record, LLMSpan) else None
+            if touch is None:
+                continue
+            for slot in slots:
                 by_session = touches.setdefault(slot, {})
                 by_session[touch.session_id] = _joined(by_session.get(touch.session_id), touch)
-    return [Partial(key, minute, bucket.to_state(),
-                    tuple(sorted(touches.get((key, minute), {}).values(),
-                                 key=lambda t: t.session_id)))
-            for (key, minute), bucket in sorted(buckets.items(), key=lambda item: item[0])]
+    return [(index, Partial(key, minute, bucket,
+                            tuple(sorted(touches.get((index, key, minute), {}).values(),
+                                         key=lambda t: t.session_id))))
+            for (index, key, minute), bucket in sorted(buckets.items(), key=lambda i: i[0])]
+
+
+def _fold(bucket: Bucket, record: LLMSpan | EvalResult, plan: SpanPlan | None,
+          categories: EvalCategories) -> None:
+    if isinstance(record, LLMSpan):
+        bucket.fold_plan(plan if plan is not None else plan_of(record), categories)
+    else:
+        bucket.fold_eval(record, categories)
 
 
 def _joined(old: SessionTouch | None, new: SessionTouch) -> SessionTouch:

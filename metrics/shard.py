@@ -66,8 +66,8 @@ class ShardWindows:
     def add_partial(self, partial: Partial, watermark_unix_ns: int | None = None) -> Lateness:
         """Merge a pre-aggregated partial; all its records share one verdict."""
         verdict = self._windows(partial.key).add_partial(
-            partial.minute_start_unix_ns, partial.state, partial.sessions, watermark_unix_ns)
-        self.late.count(verdict, partial.state.records)
+            partial.minute_start_unix_ns, partial.bucket, partial.sessions, watermark_unix_ns)
+        self.late.count(verdict, partial.records)
         return verdict
 
     def _windows(self, key: SeriesKey) -> SeriesWindows:

@@ -59,6 +59,19 @@ def key_of(value: float) -> int:
     return int(_MAPPING.key(value))
 
 
+_LOG_MULTIPLIER = _MAPPING._multiplier  # the mapping's own constant (private attribute)
+_LOG = math.log
+_CEIL = math.ceil
+
+
+def sketch_key(value: float) -> int | None:
+    """`key_of` a value as `QuantileSketch.add` bins it: None for values that count as zero.
+    (Inlined `LogarithmicMapping.key`, offset 0: the same float operations, the same keys.)"""
+    if value <= _MIN_POSITIVE:
+        return None
+    return int(_CEIL(_LOG(value, 2) * _LOG_MULTIPLIER) + 0.0)
+
+
 def value_of(key: int) -> float:
     """Representative value of a bin (within 1% of every value mapped to it)."""
     return float(_MAPPING.value(key))
@@ -95,6 +108,18 @@ class QuantileSketch:
         if len(self._adds) > 2 * BIN_LIMIT:
             self._collapse_adds()
 
+    def add_key(self, key: int | None) -> None:
+        """Add one finite value given as its `sketch_key` (None: a zero)."""
+        self._count += 1
+        self._dense = None
+        if key is None:
+            self._zero += 1
+            return
+        adds = self._adds
+        adds[key] = adds.get(key, 0) + 1
+        if len(adds) > 2 * BIN_LIMIT:
+            self._collapse_adds()
+
     def merge(self, other: QuantileSketch) -> None:
         """Add every value of `other` (lazily: payloads are summed when first needed)."""
         if other._count == 0:
@@ -117,6 +142,16 @@ class QuantileSketch:
         self._dense = None
         if state.bins:
             self._parts.append(state.bins)
+
+    def merge_parts(self, count: int, zero_count: int, bins: bytes) -> None:
+        """`merge_state` of a state given as its fields."""
+        if count == 0:
+            return
+        self._count += count
+        self._zero += zero_count
+        self._dense = None
+        if bins:
+            self._parts.append(bins)
 
     def quantile(self, q: float) -> float | None:
         """Value at quantile `q` in [0, 1]; None when the sketch is empty."""

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from ingest.span import EvalResult, LLMSpan
 from metrics.bucket import MINUTE_NS, Bucket, event_unix_ns, minute_of
-from metrics.bucket_state import BucketState, pack, unpack
+from metrics.bucket_state import BucketState, pack
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
 from metrics.ring import Ring, RingState
 from metrics.series import SeriesKey
@@ -190,13 +190,14 @@ class SeriesWindows:
         self._seen(event)
         return verdict
 
-    def add_partial(self, minute_start_unix_ns: int, state: BucketState,
+    def add_partial(self, minute_start_unix_ns: int, state: BucketState | Bucket,
                     sessions: tuple[SessionTouch, ...] = (),
                     watermark_unix_ns: int | None = None) -> Lateness:
         """Merge a pre-aggregated bucket of this series' records from one minute.
 
         The whole partial gets one verdict: too late if its minute closed, late if even its
-        newest record is behind the watermark, else on time.
+        newest record is behind the watermark, else on time. A `Bucket` given here is taken
+        over when its minute has none yet (the caller must not use it afterwards).
         """
         records = state.records
         newest = state.max_event_unix_ns
@@ -205,8 +206,13 @@ class SeriesWindows:
         if self._closed_until is not None and minute_start_unix_ns < self._closed_until:
             self._too_late += records
             return "too_late"
-        bucket = self._bucket(minute_start_unix_ns)
-        bucket.merge_state(state)
+        if isinstance(state, Bucket):
+            bucket = self._bucket(minute_start_unix_ns, state)
+            if bucket is not state:
+                bucket.merge(state)
+        else:
+            bucket = self._bucket(minute_start_unix_ns)
+            bucket.merge_state(state)
         if verdict == "late_folded":
             bucket.late_folded += records
         for touch in sessions:
@@ -215,10 +221,10 @@ class SeriesWindows:
             self._seen(newest)
         return verdict
 
-    def _bucket(self, minute: int) -> Bucket:
+    def _bucket(self, minute: int, adopt: Bucket | None = None) -> Bucket:
         bucket = self._open.get(minute)
         if bucket is None:
-            bucket = self._open[minute] = Bucket()
+            bucket = self._open[minute] = adopt if adopt is not None else Bucket()
         if self._first_live is None or minute < self._first_live:
             self._first_live = minute
         elif self._last_seen is not None \
@@ -356,7 +362,7 @@ class SeriesWindows:
         """
         merged = Bucket()
         for blob in self._plan(over, end_unix_ns)[2]:
-            merged.merge_state(unpack(blob))
+            merged.merge_packed(blob)
         return merged
 
     def _plan(self, over: timedelta, end_unix_ns: int) -> tuple[int, int, list[bytes]]:
@@ -432,5 +438,5 @@ def _merged(ring: Ring, start: int, end: int) -> bytes | None:
         return blobs[0]
     merged = Bucket()
     for blob in blobs:
-        merged.merge_state(unpack(blob))
+        merged.merge_packed(blob)
     return pack(merged.to_state())
