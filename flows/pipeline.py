@@ -214,6 +214,8 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
     def build_windows(resume: WindowState | None) -> WindowLogic:
         if resume is not None:
             resume.watermark.resumed(_wall_ns())
+            # The snapshot holds the rules of its time; alerts.toml may have changed since.
+            resume.evaluator.reconfigure(current_rules())
         # Windows close behind the source watermark by the assembly wait (records held there
         # are not late) plus the allowed lateness.
         return WindowLogic(resume or WindowState(

@@ -132,6 +132,14 @@ class Watermark:
             entry.max_event_unix_ns = max_event_unix_ns
             entry.progress_wall_unix_ns = wall_unix_ns
 
+    def resumed(self, wall_unix_ns: int) -> None:
+        """Restored after a restart: every partition gets `idle_timeout` from `wall_unix_ns` to
+        report, as on a fresh start. The downtime is not idleness: what was written meanwhile
+        is still to be read, and extrapolating event time over it would close those minutes
+        before their records arrive."""
+        for partition in self._partitions.values():
+            partition.progress_wall_unix_ns = max(partition.progress_wall_unix_ns, wall_unix_ns)
+
     def idle_partitions(self, wall_unix_ns: int) -> frozenset[str]:
         """Partitions without progress for `idle_timeout`, left out of the watermark."""
         return frozenset(name for name, p in self._partitions.items()

@@ -3,9 +3,12 @@ source partitions the watermark waits for."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -19,8 +22,11 @@ from ingest.assembly import Record
 from ingest.decode import SourceMessage
 from rules.config import RulesConfig
 from rules.grouping import AlertGroup
-from rules.records import AlertEvent
+from rules.records import AlertEvent, Labels
+from rules.silences import load_silences, lookup
 from spanwatch.settings import Settings
+
+log = logging.getLogger("spanwatch.silences")
 
 
 @dataclass
@@ -67,3 +73,47 @@ def _ignore(_: list[Any]) -> None:
 
 
 OnClosed = Callable[[int], None]
+
+
+class SilencesFile:
+    """The flow's `is_silenced`: the silences in `path`, re-read when the file changes, so
+    `spanwatch silence add` applies to a running flow.
+
+    It lives in the routing step's state, which Bytewax recovery pickles: only the path is
+    kept, and a restored flow reads the file afresh (a closure could not be pickled at all).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._lookup: Callable[[str, Labels, datetime], str | None] = _never
+
+    def __call__(self, rule: str, labels: Labels, at: datetime) -> str | None:
+        self._refresh()
+        return self._lookup(rule, labels, at)
+
+    def _refresh(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._lookup = None, _never
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            silences = load_silences(self.path)
+        except (OSError, ValueError) as exc:  # keep the last good silences, as rules do
+            log.warning("silences file %s not applied: %s", self.path, exc)
+            return
+        self._stamp, self._lookup = stamp, lookup(silences)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
+
+def _never(rule: str, labels: Labels, at: datetime) -> str | None:
+    return None

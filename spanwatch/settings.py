@@ -72,6 +72,31 @@ class KafkaSettings(BaseModel):
         return config
 
 
+class RecoverySettings(BaseModel):
+    """Bytewax recovery for `spanwatch run`: every `snapshot_interval` the flow's state (Kafka
+    offsets, open traces, window buckets, detector baselines, alert states, grouping) is
+    written to SQLite partitions in `directory`. A restart resumes from the last complete
+    snapshot and re-reads at most one `snapshot_interval` of input; what it sends again is
+    ignored by the outbox (same dedup key and sequence). Off while `directory` is unset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    directory: Path | None = Field(
+        default=None, description="Recovery partitions; created (with `partitions` files) when "
+                                  "empty. Keep it on a volume that survives restarts.")
+    snapshot_interval: timedelta = Field(
+        default=timedelta(seconds=10), gt=timedelta(0),
+        description="Bytewax epoch length: how often state is snapshotted, and so the most "
+                    "input a restart re-reads.")
+    backup_interval: timedelta = Field(
+        default=timedelta(0), ge=timedelta(0),
+        description="Keep superseded snapshots this long (set it to your backup period when "
+                    "copying the directory elsewhere).")
+    partitions: int = Field(
+        default=1, gt=0, description="Partitions to create in an empty directory (at least "
+                                     "the cluster's process count is a good choice).")
+
+
 class Settings(BaseSettings):
     """All of spanwatch's runtime configuration."""
 
@@ -94,6 +119,7 @@ class Settings(BaseSettings):
                     "holds the watermark back.")
     output_file: Path | None = Field(
         default=None, description="Also append findings as JSON lines to this file.")
+    recovery: RecoverySettings = Field(default_factory=RecoverySettings)
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one JSON object per log line (for log shippers).")
     http_host: str = Field(default="0.0.0.0",  # noqa: S104 - scraped from other containers
