@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS items (           -- tier-3 notifications, rendered, 
     item           TEXT    NOT NULL,         -- DigestItem as JSON
     PRIMARY KEY (receiver, dedup_key, kind, sequence)
 );
-CREATE TABLE IF NOT EXISTS usage (           -- one row per closed window and series
+CREATE TABLE IF NOT EXISTS usage (           -- one row per window, series and writer
     window_start_unix_s INTEGER NOT NULL,
     model               TEXT    NOT NULL,
     prompt_version      TEXT    NOT NULL,
@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS usage (           -- one row per closed window and se
     cost_usd            REAL    NOT NULL,
     quality_sum         REAL    NOT NULL,
     quality_count       INTEGER NOT NULL,
-    PRIMARY KEY (window_start_unix_s, model, prompt_version)
+    writer              INTEGER NOT NULL DEFAULT 0,  -- cluster process: each sums its own spans
+    PRIMARY KEY (window_start_unix_s, model, prompt_version, writer)
 );
 CREATE TABLE IF NOT EXISTS sent (
     receiver       TEXT NOT NULL,
@@ -63,8 +64,8 @@ _ITEM = TypeAdapter(DigestItem)
 
 @dataclass(frozen=True, slots=True)
 class UsageSample:
-    """Usage of one series (model, prompt version) in one closed window. Writing the same
-    window and series again replaces it."""
+    """Usage of one series (model, prompt version) in one closed window, as summed by one
+    writer. Writing the same window, series and writer again replaces it."""
 
     window_start: datetime
     model: str
@@ -74,6 +75,8 @@ class UsageSample:
     cost_usd: float
     quality_sum: float = 0.0
     quality_count: int = 0
+    writer: int = 0
+    """The cluster process that summed it: processes see disjoint spans, so their rows add."""
 
 
 def _s(at: datetime) -> float:
@@ -92,7 +95,16 @@ class DigestStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                    timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._upgrade_usage()
         self._db.executescript(SCHEMA)
+
+    def _upgrade_usage(self) -> None:
+        """Stores written before usage rows had a writer: move their rows to writer 0."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(usage)")}
+        if columns and "writer" not in columns:
+            self._db.executescript(
+                "BEGIN; ALTER TABLE usage RENAME TO usage_v1;" + SCHEMA +  # noqa: S608 - constants
+                "INSERT INTO usage SELECT *, 0 FROM usage_v1; DROP TABLE usage_v1; COMMIT;")
 
     def close(self) -> None:
         with self._lock:
@@ -120,10 +132,10 @@ class DigestStore:
     def record_usage(self, sample: UsageSample) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (int(_s(sample.window_start)), sample.model, sample.prompt_version,
                  sample.requests, sample.errors, sample.cost_usd, sample.quality_sum,
-                 sample.quality_count))
+                 sample.quality_count, sample.writer))
 
     def last_sent(self, receiver: str) -> datetime | None:
         """End of the period of the last digest sent by `receiver`."""

@@ -6,13 +6,15 @@ summary of the daily digest.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime
 
 from ingest.assembly import Record
-from ingest.span import LLMSpan
+from ingest.span import EvalResult, EvalScore, LLMSpan
 from metrics.bucket import MINUTE_NS
+from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
 from notify.digest_store import DigestStore, UsageSample
 from notify.runtime import NotifyRuntime
 from rules.config import RulesConfig
@@ -73,26 +75,50 @@ class GroupNotifier:
 class UsageRecorder:
     """The flow's records sink for the daily digest: requests, errors, cost and quality per
     (minute, model, prompt version), written cumulatively (the store replaces a window's row,
-    so a replayed minute is not counted twice). Keeps the last `keep_minutes` in memory."""
+    so a replayed minute is not counted twice). Keeps the last `keep_minutes` in memory.
+    `writer` is the cluster process id: processes assemble disjoint traces, so each writes
+    its own rows and the digest adds them up."""
 
-    def __init__(self, store: DigestStore, keep_minutes: int = 180) -> None:
+    def __init__(self, store: DigestStore, keep_minutes: int = 180, *, writer: int = 0,
+                 categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
         self._store = store
         self._keep_ns = keep_minutes * MINUTE_NS
+        self._writer = writer
+        self._categories = categories
         self._totals: dict[tuple[int, str, str], list[float]] = {}
         self._lock = threading.Lock()
+
+    def _slot(self, at_unix_ns: int, model: str | None, prompt: str | None) -> tuple[int, str, str]:
+        return (at_unix_ns - at_unix_ns % MINUTE_NS, model or "", prompt or "")
+
+    def _add_quality(self, totals: list[float], scores: tuple[EvalScore, ...]) -> None:
+        for score in scores:
+            if self._categories.category_of(score.name) == "quality":
+                value = self._categories.value_of(score)
+                if value is not None and math.isfinite(value):
+                    totals[3] += value
+                    totals[4] += 1
 
     def write(self, records: list[Record]) -> None:
         with self._lock:
             touched: set[tuple[int, str, str]] = set()
             for record in records:
+                if isinstance(record, EvalResult):
+                    slot = self._slot(record.at_unix_ns, record.model,
+                                      record.context.prompt_template_version)
+                    self._add_quality(self._totals.setdefault(slot, [0, 0, 0.0, 0.0, 0]),
+                                      (record.score,))
+                    touched.add(slot)
+                    continue
                 if not isinstance(record, LLMSpan) or record.kind not in ("llm", "embedding"):
                     continue
-                minute = record.end_unix_ns - record.end_unix_ns % MINUTE_NS
-                slot = (minute, record.model or "", record.context.prompt_template_version or "")
+                slot = self._slot(record.end_unix_ns, record.model,
+                                  record.context.prompt_template_version)
                 totals = self._totals.setdefault(slot, [0, 0, 0.0, 0.0, 0])
                 totals[0] += 1
                 totals[1] += record.is_error
                 totals[2] += record.cost_usd or 0.0
+                self._add_quality(totals, record.evals)
                 touched.add(slot)
             for slot in touched:
                 minute, model, prompt = slot
@@ -100,7 +126,8 @@ class UsageRecorder:
                 self._store.record_usage(UsageSample(
                     window_start=datetime.fromtimestamp(minute / 1e9, tz=UTC), model=model,
                     prompt_version=prompt, requests=int(requests), errors=int(errors),
-                    cost_usd=cost, quality_sum=quality_sum, quality_count=int(quality_n)))
+                    cost_usd=cost, quality_sum=quality_sum, quality_count=int(quality_n),
+                    writer=self._writer))
             if touched:
                 newest = max(minute for minute, _, _ in touched)
                 for slot in [s for s in self._totals if s[0] < newest - self._keep_ns]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import fcntl
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -101,14 +104,14 @@ class RunParts:
             self.writer.close()
 
 
-def build_run(settings: Settings, workers: int = 1) -> RunParts:
+def build_run(settings: Settings, workers: int = 1, process_id: int | None = None) -> RunParts:
     """Rules, notify runtime (not started) and the Kafka flow, from the settings."""
     live_rules = LiveRules(settings.rules_file)
     rules = live_rules()
     runtime = NotifyRuntime.build(rules.receivers, settings.notify,
                                   prices=PriceTable.load(settings.ingest.pricing_file))
     writer = JsonLinesWriter(settings.output_file) if settings.output_file else None
-    usage = UsageRecorder(runtime.digest_store)
+    usage = UsageRecorder(runtime.digest_store, writer=process_id or 0)
 
     def write_records(records: list[Record]) -> None:
         usage.write(records)
@@ -141,10 +144,20 @@ def cluster_flow() -> Dataflow:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
                                                    "%(message)s")
-    parts = build_run(Settings())
+    parts = build_run(Settings(), process_id=_launcher_process_id())
     parts.runtime.start()
     atexit.register(parts.close)
     return parts.flow
+
+
+def _launcher_process_id() -> int | None:
+    """The `-i` / `--process-id` (or BYTEWAX_PROCESS_ID) bytewax.run was started with: the
+    digest's usage rows are kept per process, so processes do not overwrite each other's."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-i", "--process-id", type=int,
+                        default=os.environ.get("BYTEWAX_PROCESS_ID"))
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return None if known.process_id is None else int(known.process_id)
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -164,7 +177,7 @@ def run_forever(settings: Settings, workers: int = 1, *, process_id: int | None 
     # SIGTERM (docker stop, Kubernetes) stops like Ctrl-C: Bytewax checks for signals and
     # unwinds, and the outbox and stores are closed below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    parts = build_run(settings, workers)
+    parts = build_run(settings, workers, process_id)
     flow, rules, live_rules, runtime = parts.flow, parts.rules, parts.live_rules, parts.runtime
     runtime.start()
     observability = start_observability(
