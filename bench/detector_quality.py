@@ -8,15 +8,37 @@ generates anomaly-free twins. Every configured detector (built with `detectors.b
 naive baseline (rolling mean +- 3 sigma of the last N points, learning everything) run over the
 same series, score first, then learn.
 
+Families (each at the resolutions in COMBOS; 70 days hourly, 14 days at 5 minutes, 7 days at
+1 minute; every series starts at a random hour of the week):
+
+- A1 (real-traffic-like): positive counts, a random 2-3 harmonic daily shape whose amplitude
+  drifts, a weekend dip or bump (daytime shape and level), growth, 3-15% multiplicative jitter
+  (heavy-tailed in 30% of series) plus Poisson noise; spikes, dips, level shifts, bursts.
+- A2 (synthetic): one sinusoid, daily in half the series and of a random 6-72 h period in
+  the other half, a trend, Gaussian noise (Student t in 20%); spikes and dips.
+- A3 (synthetic): a trend plus 12 h, daily and weekly components (each present at random)
+  with drifting amplitudes; spikes and dips.
+- A4: A3's series with spikes, dips, level shifts, ramps (a gradual shift over 12-48
+  points) and variance changes (3-6x the noise for 24-72 points).
+- NAB (machine/app-metric-like): a wandering AR(1) level, a daily pattern in half the series,
+  Gaussian or Student-t noise (half each); spikes, dips, shifts, bursts, variance changes,
+  ramps.
+
+In every family the noise level drifts slowly (a wave of 20-30%), and anomaly sizes are in
+units of the local noise sd: spikes and dips log-uniform in 3.5-15, shifts 3-8, bursts of
+3-12 points at 2.5-5, ramps 4-10.
+
 Scoring is event-level, NAB-style: the first 15% of each series is a probation period (no
 anomalies are injected there and nothing there is judged). A labeled window counts as
 detected when any anomalous point falls inside it or up to `TOLERANCE` points after it; every
 onset outside all (tolerance-extended) windows is a false positive. Precision is detected
 windows / (detected windows + false positives). On anomaly-free series the false-alarm rate is
-onsets per 1000 judged points. Each number is the median over seeds of the per-seed value;
-ALL is the median over seeds of the per-seed mean over families and resolutions, POOLED
-counts every window and onset of every seed and family at once (steadier for comparing
-configurations, since a series holds only a few anomalies).
+onsets per 1000 judged points. NAB is a NAB-like normalised score (standard weights: a
+detected window +1, a missed one -1, a false onset -0.11; never alerting 0, perfect 100), and
+"never" is the detector that never alerts, run like the others. Each number is the median
+over seeds of the per-seed value; ALL is the median over seeds of the per-seed mean over
+families and resolutions, POOLED counts every window and onset of every seed and family at
+once (steadier for comparing configurations, since a series holds only a few anomalies).
 
     .venv/bin/python -m bench.detector_quality --quick
     .venv/bin/python -m bench.detector_quality --detector 'day={"seasonality": "hour_of_day"}'
@@ -66,6 +88,11 @@ QUICK_SEEDS = tuple(range(3))
 HELDOUT_SEEDS = tuple(range(1000, 1010))
 START_S = datetime(2024, 1, 1, tzinfo=UTC).timestamp()  # a Monday
 NAIVE = "naive"
+NEVER = "never"
+"""The detector that never alerts: recall 0, NAB-like score 0 by definition."""
+NAB_FP_WEIGHT = 0.11
+"""NAB's standard profile: a false positive costs 0.11 of a detected window (A_TP = 1,
+A_FN = -1, A_FP = -0.11)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,12 +329,14 @@ class NaiveBand:
         return anomalous, onset
 
 
-def run_detector(series: Series, params: dict[str, Any] | None,
+def run_detector(series: Series, params: dict[str, Any] | str | None,
                  naive_window: int) -> tuple[np.ndarray, np.ndarray]:
-    """(anomalous, onset) flags per point; `params` None runs the naive band."""
+    """(anomalous, onset) flags per point; `params` None runs the naive band, NEVER nothing."""
     n = series.values.size
     anomalous = np.zeros(n, dtype=bool)
     onset = np.zeros(n, dtype=bool)
+    if isinstance(params, str):  # NEVER
+        return anomalous, onset
     if params is None:
         naive = NaiveBand(naive_window)
         for i, value in enumerate(series.values):
@@ -360,7 +389,8 @@ Task = tuple[str, str | None, str, str, int, bool, int]
 def _work(task: Task) -> Outcome:
     label, params_json, family, resolution, seed, clean, naive_window = task
     series = generate(family, resolution, seed, clean=clean)
-    params = None if params_json is None else json.loads(params_json)
+    params = None if params_json is None else (
+        NEVER if params_json == NEVER else json.loads(params_json))
     began = time.perf_counter()
     anomalous, onset = run_detector(series, params, naive_window)
     detected, false_onsets, judged = judge(series, anomalous, onset)
@@ -375,6 +405,11 @@ class Quality:
     precision: float
     false_alarms: float
     """Onsets per 1000 judged points on anomaly-free series."""
+    nab: float
+    """NAB-like normalised score on the labeled series: 100 x (raw - never) / (perfect -
+    never), raw = TP - FN - 0.11 FP (NAB's standard weights, without its earliness weighting:
+    a window here is the anomaly plus TOLERANCE points). Never alerting scores 0, a perfect
+    detector 100; a detector whose false positives cost more than its detections is below 0."""
 
 
 def _quality(outcomes: Iterable[Outcome]) -> Quality:
@@ -391,7 +426,13 @@ def _quality(outcomes: Iterable[Outcome]) -> Quality:
     recall = tp / (tp + fn) if tp + fn else 1.0
     precision = tp / (tp + fp) if tp + fp else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Quality(f1, recall, precision, 1000 * false_clean / max(judged_clean, 1))
+    windows = tp + fn
+    raw = tp - fn - NAB_FP_WEIGHT * fp
+    nab = 100 * (raw + windows) / (2 * windows) if windows else 0.0
+    return Quality(f1, recall, precision, 1000 * false_clean / max(judged_clean, 1), nab)
+
+
+_FIELDS = ("f1", "recall", "precision", "false_alarms", "nab")
 
 
 def _median(values: Sequence[float]) -> float:
@@ -415,13 +456,13 @@ def summarise(outcomes: Sequence[Outcome], labels: Sequence[str], seeds: Sequenc
                 bucket.append(quality)
             table[label, family, resolution] = Quality(
                 *(_median([getattr(q, f) for q in per_seed])
-                  for f in ("f1", "recall", "precision", "false_alarms")))
+                  for f in _FIELDS))
         means = [Quality(*(statistics.fmean(getattr(q, f) for q in qs)
-                           for f in ("f1", "recall", "precision", "false_alarms")))
+                           for f in _FIELDS))
                  for qs in per_seed_all]
         table[label, "ALL", ""] = Quality(
             *(_median([getattr(q, f) for q in means])
-              for f in ("f1", "recall", "precision", "false_alarms")))
+              for f in _FIELDS))
         table[label, "POOLED", ""] = _quality(o for o in outcomes if o.label == label)
     return table
 
@@ -439,16 +480,16 @@ def render(table: dict[tuple[str, str, str], Quality], labels: Sequence[str],
            combos: Sequence[tuple[str, str]], outcomes: Sequence[Outcome]) -> str:
     width = max(12, *(len(label) for label in labels))
     head = f"{'family':<7}{'res':<4}" + "".join(
-        f" | {label:^{width + 14}}" for label in labels)
+        f" | {label:^{width + 21}}" for label in labels)
     sub = " " * 11 + "".join(
-        f" | {'F1':>5} {'R':>5} {'P':>5} {'FA/1k':>{width - 4}}" for _ in labels)
+        f" | {'F1':>5} {'R':>5} {'P':>5} {'FA/1k':>{width - 4}} {'NAB':>6}" for _ in labels)
     lines = [head, sub, "-" * len(head)]
     for family, resolution in (*combos, ("ALL", ""), ("POOLED", "")):
         cells = []
         for label in labels:
             q = table[label, family, resolution]
             cells.append(f" | {q.f1:5.2f} {q.recall:5.2f} {q.precision:5.2f} "
-                         f"{q.false_alarms:>{width - 4}.2f}")
+                         f"{q.false_alarms:>{width - 4}.2f} {q.nab:6.1f}")
         if family == "ALL":
             lines.append("-" * len(head))
         lines.append(f"{family:<7}{resolution:<4}" + "".join(cells))
@@ -491,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     detectors: list[tuple[str, dict[str, Any]]] = args.detector or [("zscore", {"kind":
                                                                                 "zscore"})]
     combos = [c for c in COMBOS if not args.family or c[0] in args.family]
-    labels = [label for label, _ in detectors] + [f"{NAIVE}{args.naive_window}"]
+    labels = [label for label, _ in detectors] + [f"{NAIVE}{args.naive_window}", NEVER]
     tasks: list[Task] = []
     for family, resolution in combos:
         for seed in seeds:
@@ -499,7 +540,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for label, params in detectors:
                     tasks.append((label, json.dumps(params), family, resolution, seed,
                                   clean, args.naive_window))
-                tasks.append((labels[-1], None, family, resolution, seed, clean,
+                tasks.append((labels[-2], None, family, resolution, seed, clean,
+                              args.naive_window))
+                tasks.append((NEVER, NEVER, family, resolution, seed, clean,
                               args.naive_window))
     tasks.sort(key=lambda t: -LENGTH[t[3]])  # longest first, for an even finish
     began = time.perf_counter()
@@ -508,7 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = summarise(outcomes, labels, seeds, combos)
     print(f"seeds {list(seeds)}; {len(tasks)} runs in {time.perf_counter() - began:.0f}s "
           f"on {args.jobs} processes; medians over seeds; tolerance {TOLERANCE} points; "
-          f"FA/1k = false onsets per 1000 points on anomaly-free series")
+          f"FA/1k = false onsets per 1000 points on anomaly-free series; NAB = NAB-like "
+          f"score (never alerting = 0, perfect = 100)")
     for label, params in detectors:
         print(f"  {label}: {json.dumps(params)}")
     print(render(table, labels, combos, outcomes))

@@ -238,11 +238,11 @@ class ZHistogram:
 
 # Calibration: the tail shape is measured as far out as the history supports (10 expected
 # points beyond), but no farther than where the detector decides nor nearer than 0.5% of points
-# on a side, and counts in proportion to its support (2000 points). Beyond that, the tail's
+# on a side, and counts in proportion to its support (1000 points). Beyond that, the tail's
 # steepness is measured between that share and 8 times it, and extrapolated.
 _SHAPE_EXCEEDANCES = 10.0
 _SHAPE_NEAREST_SHARE = 0.005
-_SHAPE_PRIOR_POINTS = 2000.0
+_SHAPE_PRIOR_POINTS = 1000.0
 _SHAPE_SPAN = 8.0
 _MAX_STEEPNESS = 3.0
 _STANDARD_NORMAL = NormalDist()

@@ -6,7 +6,8 @@ In: a value with its event time. Out: what a point at that time should be compar
   cycle, read and learned by linear interpolation between neighbouring slots (slot h stands
   for h:00, so 14:45 is 1/4 slot 14 and 3/4 slot 15): a per-minute series gets a smooth
   profile, an hourly one exactly one slot per point. Each slot is a time-decayed mean of what
-  was learned near it, shrunk towards 0 while it has little weight of its own.
+  was learned near it, weighted by closeness; a slot never learned counts as 0. State: two
+  floats per slot (24 or 168) and two timestamps, whatever the traffic.
 - `SeasonalBaseline`: a global EW baseline plus, with seasonality, one per hour slot, blended
   with its neighbours until the slot has enough weight (the zscore detector keeps its
   residual spread per hour of day with it).
@@ -15,6 +16,10 @@ In: a value with its event time. Out: what a point at that time should be compar
 >>> from datetime import UTC, datetime
 >>> profile.position(datetime(2025, 1, 6, 9, 45, tzinfo=UTC))
 (9, 0.75)
+>>> profile.learn(9, 0.0, 4.0, 0.0, half_life_s=7 * 86400)
+>>> profile.learn(10, 0.0, 8.0, 60.0, half_life_s=7 * 86400)
+>>> profile.offset(9, 0.75)
+7.0
 >>> baseline = SeasonalBaseline.empty("hour_of_day", half_life_s=7 * 86400, slot_warmup=5)
 >>> baseline.slot_of(datetime(2025, 1, 6, 9, 30, tzinfo=UTC), UTC)
 9

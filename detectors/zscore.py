@@ -26,10 +26,13 @@ make them pay (with hourly data a slot sees one point a week), and never on a se
 that pattern. The detail of each Score names the forecast in use.
 
 Spread: the root mean square of the forecast errors (the median/MAD with `robust = true`),
-time-decayed over `half_life`, kept per hour of day (blended with the global one while a slot
-is young, see `seasonal.SeasonalBaseline`) so quiet nights and busy afternoons each get their
-own band; a spread from few points is read as Student's t. It has a floor (`min_spread`, and
-`min_spread_ratio` x the level) so a flat series does not page on tiny wiggles.
+time-decayed over `half_life`, kept globally and per hour of day (blended with the global one
+while a slot is young, see `seasonal.SeasonalBaseline`). The per-hour spread is used while it
+predicts the errors better (their Gaussian log-likelihood, decayed over `half_life`), so
+counts with quiet nights and busy afternoons get a band for each, while hourly data, with a
+handful of points per slot, keeps the steadier global one. A spread from few points is read
+as Student's t. It has a floor (`min_spread`, and `min_spread_ratio` x the level) so a flat
+series does not page on tiny wiggles.
 
 Anomalous points are not learned (`learn_anomalies = false`), nor is anything while an
 incident is open (it ends after `cooldown` normal points), and learned points are winsorized
@@ -42,7 +45,10 @@ its resolution: the per-point band widens with the series' measured points per d
 5.0 at one point a minute, 4.2 hourly, 3.4 daily, the false-alarm budget being split over the
 run lengths below). `sigma_per = "point"` is the classic per-point band. A shift is judged on
 runs too: the z of the sum of the last 2 to 4 points, when all deviate the same way, normalised
-for the residuals' lag-1 autocorrelation, so a step shows by its second or third point.
+for the residuals' lag-1 autocorrelation (a point counts in a run for at most the band minus
+1, so a spike does not carry over), so a step as high as the band shows by its second point
+(b * sqrt(2) clears b by 2.1 sd at one point a minute; `decision_band`, README "zscore: what
+sigma and a 3-sigma step mean").
 
 Calibration, so `sigma` means about the same alert frequency on Gaussian and heavy-tailed
 series: the z of every learned point (and of each incident's onset, not the rest of it) goes
@@ -109,6 +115,7 @@ _GAP_MEMORY = 100  # points behind the points-per-day estimate
 _STANDARD_NORMAL = NormalDist()
 RUN_POINTS = 4  # a level shift is judged on up to this many consecutive points
 _RUN_MIN_Z = 1.0  # every point of such a run deviates at least this much, the same way
+_RUN_CAP_MARGIN = 1.0  # in a later run a point counts for at most the band minus this
 _LAG_MEMORY = 1000  # points behind the autocorrelation estimate
 _WEEKLY_MEMORY = 3.0  # the weekly profile remembers this many times `half_life`
 _ANCHOR_HALF_LIFE_S = _DAY_S  # the slow level the profiles are learned against
@@ -125,7 +132,7 @@ class ZScoreConfig:
     sigma_per: str
     direction: str
     half_life_s: float
-    """Memory of the seasonal profiles, the spread and the forecast comparison."""
+    """Memory of the daily profile and the spread (the weekly profile: 3 x as long)."""
     level_half_life: float
     """Half-life of the level in points (0: given as a duration instead)."""
     level_half_life_s: float
@@ -217,6 +224,24 @@ class _Reading:
     anomaly: float
 
 
+def decision_tail(sigma: float, points_per_test: float) -> float:
+    """One-sided tail share a point (or run) must reach to be anomalous: the two-sided
+    `sigma` tail of a Gaussian, once per `points_per_test` points (a day's worth with
+    `sigma_per = "day"`), split over the RUN_POINTS run lengths and the two sides."""
+    return normal_tail(sigma) / points_per_test / RUN_POINTS
+
+
+def decision_band(sigma: float, points_per_test: float) -> float:
+    """The band in noise sd that a point (or a run's normalised sum) must pass:
+    about 5.04 for sigma 3 at one point a minute with `sigma_per = "day"`, 4.19 at one an
+    hour, 3.40 per point.
+
+    >>> round(decision_band(3.0, 1440), 2), round(decision_band(3.0, 24), 2)
+    (5.04, 4.19)
+    """
+    return -_STANDARD_NORMAL.inv_cdf(decision_tail(sigma, points_per_test))
+
+
 def zone_of(name: str) -> tzinfo:
     return UTC if name == "UTC" else ZoneInfo(name)
 
@@ -232,8 +257,8 @@ class ZScore:
         top = max(_PROFILES[config.seasonality])
         self._models = tuple((parts, trended) for trended in (False, True)
                              for parts in range(top + 1))
-        """(profiles used, with a trend) per forecast; (k, False) is at index k, and its
-        level is the one profile k learns against."""
+        """(profiles used, with a damped trend) per forecast, those without a trend first;
+        all are kept up to date, `_candidates` are the ones this seasonality may use."""
         self._candidates = tuple(index for index, (parts, _) in enumerate(self._models)
                                  if parts in _PROFILES[config.seasonality])
         self._histogram = ZHistogram.empty()
@@ -312,21 +337,24 @@ class ZScore:
             return overall, overall
         return self._spread.location(frame.hour, at_s, robust=robust)[0], overall
 
-    def _spread_of(self, frame: _Frame, at_s: float) -> tuple[float, float, float]:
-        """(spread, estimated spread, effective points behind it) for a point in `frame`:
-        per hour of day while that predicts the errors better, else global."""
+    def _spread_of(self, frame: _Frame, locations: tuple[Location, Location]) -> tuple[
+            float, float, float]:
+        """(spread, estimated spread, effective points behind it) for a point in `frame`,
+        given `_spread_locations`: per hour of day while that predicts the errors better,
+        else global."""
         c = self.config
-        hourly, overall = self._spread_locations(frame, at_s)
+        hourly, overall = locations
         location = hourly if self._spread_vote > 0 else overall
         estimated = math.sqrt(location.variance + location.level * location.level)
         typical = max(abs(frame.forecasts[self._model]), abs(self._levels[self._model]))
         return (max(estimated, c.min_spread, c.min_spread_ratio * typical), estimated,
                 location.count)
 
-    def _vote_on_spread(self, error: float, frame: _Frame, at_s: float) -> None:
+    def _vote_on_spread(self, error: float, locations: tuple[Location, Location],
+                        at_s: float) -> None:
         """Decayed mean (over `half_life`) of how much better the hour-of-day spread predicts
         a learned error than the global one (Gaussian log-likelihood; > 0: per hour)."""
-        hourly, overall = self._spread_locations(frame, at_s)
+        hourly, overall = locations
         if hourly is overall:
             return
         scores = []
@@ -349,7 +377,8 @@ class ZScore:
         if at_s - self._first_s < c.warmup_span_s:
             return None
         forecast = frame.forecasts[self._model]
-        spread, estimated, count = self._spread_of(frame, at_s)
+        spread, estimated, count = self._spread_of(frame,
+                                                   self._spread_locations(frame, at_s))
         deviation = value - forecast
         if spread > 0:
             z = deviation / spread
@@ -358,10 +387,8 @@ class ZScore:
         else:
             z = 0.0 if deviation == 0 else math.copysign(math.inf, deviation)
         points = self._points_per_test()
-        target = normal_tail(c.sigma) / points / RUN_POINTS
-        calibrated = z
-        if c.calibrate and self._histogram.total > 0:
-            calibrated *= tail_factor(self._histogram, positive=z >= 0, decision_share=target)
+        target = decision_tail(c.sigma, points)
+        calibrated = z * self.calibration(upward=z >= 0)
         evidence = self._evidence(calibrated)
         tail = normal_tail(abs(evidence))
         is_allowed = c.direction == "both" or (
@@ -370,8 +397,7 @@ class ZScore:
         if is_allowed and tail * RUN_POINTS < 0.5:
             anomaly = math.exp(points * math.log1p(-2 * tail * RUN_POINTS))
         return _Reading(z, calibrated, evidence, forecast, spread, tail,
-                        -_STANDARD_NORMAL.inv_cdf(target), is_allowed and tail <= target,
-                        anomaly)
+                        decision_band(c.sigma, points), is_allowed and tail <= target, anomaly)
 
     def _evidence(self, z: float) -> float:
         """The point's z, or if stronger, the z of the sum of the last 2..RUN_POINTS points
@@ -403,6 +429,14 @@ class ZScore:
         self._lag_count = min(self._lag_count + 1, _LAG_MEMORY)
         self._z_lag += (z * self._recent_z[-1] - self._z_lag) / self._lag_count
         self._z_square += (z * z - self._z_square) / self._lag_count
+
+    def calibration(self, *, upward: bool) -> float:
+        """The factor (<= 1) this series' z is scaled by on one side before it is compared
+        with the band: 1.0 for Gaussian tails, less for heavy ones (1.0 without history)."""
+        if not self.config.calibrate or self._histogram.total <= 0:
+            return 1.0
+        target = decision_tail(self.config.sigma, self._points_per_test())
+        return tail_factor(self._histogram, positive=upward, decision_share=target)
 
     def _accepts(self, value: float, n: int) -> bool:
         return n >= self.config.min_samples and math.isfinite(value)
@@ -442,9 +476,11 @@ class ZScore:
         is_onset = self._incident.is_onset(reading.is_anomalous)
         if not (reading.is_anomalous or self._incident.is_open):
             self._track_autocorrelation(reading.calibrated)
-        # In a later run a point counts for at most sigma, so one spike does not lend its
-        # weight to the ordinary points after it.
-        capped = min(max(reading.calibrated, -c.sigma), c.sigma)
+        # In a later run a point counts for at most the band minus 1 (and at least sigma):
+        # a spike followed by an ordinary point (z < 3) is still one anomalous point, while
+        # a lasting shift of about the band's height shows by its second point.
+        cap = max(c.sigma, reading.band - _RUN_CAP_MARGIN)
+        capped = min(max(reading.calibrated, -cap), cap)
         self._recent_z = [*self._recent_z[-(RUN_POINTS - 2):], capped]
         if c.calibrate and (is_onset or not reading.is_anomalous):
             self._histogram.add(reading.z, half_life_points=CALIBRATION_HALF_LIFE_POINTS)
@@ -482,10 +518,11 @@ class ZScore:
         chosen = forecasts[self._model]
         learned = chosen + min(max(value - chosen, -limit), limit)
         daily_age = -math.inf if self._daily.origin_s is None else at_s - self._daily.origin_s
-        spread, _, _ = self._spread_of(frame, at_s)
+        locations = self._spread_locations(frame, at_s)
+        spread, _, _ = self._spread_of(frame, locations)
         if spread > 0 and (not self._daily.values or daily_age >= _COMPARE_AFTER_S):
             self._compare_models(learned, forecasts, spread, at_s)
-        self._vote_on_spread(learned - chosen, frame, at_s)
+        self._vote_on_spread(learned - chosen, locations, at_s)
         self._spread.update(learned - chosen, frame.hour, at_s)
         if self._daily.values:
             # What the anchor leaves. The anchor is a mean of the first points only, so its
