@@ -14,22 +14,24 @@ sample size, so overlapping windows would count each request several times).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from detectors import Detector, Score
 from metrics.bucket import MINUTE_NS, Bucket
 from metrics.catalog import MetricValue, compute
+from metrics.cost_mix import COST_METRICS, baseline_span, compare_windows
 from metrics.series import SeriesKey
 from metrics.shard import ShardWindows
-from metrics.windows import ClosedMinute
+from metrics.windows import ClosedMinute, SeriesWindows
 from rules.config import Rule, RulesConfig
 from rules.families import Family, family_of, series_labels
 from rules.records import Evaluation
 
 VERSION_FIELDS = ("prompt_template_version", "model", "app_version")
 CHANGE_LOOKBACK = timedelta(hours=1)
+_Versions = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class RuleEvaluator:
     def evaluate(self, closed: list[ClosedMinute], shard: ShardWindows) -> list[Evaluation]:
         """Evaluations for the closed minutes, in event-time order."""
         out: list[Evaluation] = []
+        views = _Views(shard)
         by_minute: dict[int, list[ClosedMinute]] = defaultdict(list)
         for minute in closed:
             by_minute[minute.minute_start_unix_ns].append(minute)
@@ -67,24 +70,28 @@ class RuleEvaluator:
                     continue  # detectors see one point per `over`
                 mine = [k for k in keys if _belongs(k, compiled.family)]
                 if compiled.family.across is not None:
-                    out.extend(self._across(compiled, mine, shard, end))
+                    out.extend(self._across(compiled, mine, views, end))
                 else:
-                    out.extend(self._one(compiled, key, shard, end) for key in mine)
+                    out.extend(self._one(compiled, key, views, end) for key in mine)
         return out
 
-    def _view(self, compiled: _Compiled, key: SeriesKey, shard: ShardWindows,
+    def _view(self, compiled: _Compiled, key: SeriesKey, views: _Views,
               end: int) -> tuple[Bucket | None, MetricValue | None]:
-        bucket = shard.view(key, compiled.rule.over, end)
+        bucket = views.get(key, compiled.rule.over, end)
         if bucket is None:
             return None, None
         return bucket, compute(compiled.rule.metric, bucket, compiled.rule.over)
 
-    def _one(self, compiled: _Compiled, key: SeriesKey, shard: ShardWindows,
+    def _one(self, compiled: _Compiled, key: SeriesKey, views: _Views,
              end: int) -> Evaluation:
         rule = compiled.rule
-        bucket, metric = self._view(compiled, key, shard, end)
-        versions, changed = self._versions(rule, key, shard, end, bucket)
-        base = _Base(rule, series_labels(key), end, versions, changed, bucket)
+        bucket, metric = self._view(compiled, key, views, end)
+        versions = _version_sets(bucket) if bucket is not None else ()
+        # Which versions changed needs a second (hour-long) view: only breaches report it and
+        # only rebaseline_on rules act on it, so the other evaluations skip it (most of them).
+        changed = (self._changed(rule, key, views, end, versions)
+                   if rule.rebaseline_on else None)
+        base = _Base(rule, series_labels(key), end, versions, changed or (), bucket)
         if metric is None:
             missing = rule.on_missing_data == "alert" and bucket is not None and bucket.is_empty
             return base.make(is_breach=missing, value=None,
@@ -101,27 +108,37 @@ class RuleEvaluator:
         at = _datetime(end)
         score = detector.score(value, at, n=max(1, metric.n))
         detector.learn(value, at, n=max(1, metric.n))
-        return base.scored(score, value, metric.n, threshold=_threshold(rule))
+        evaluation = base.scored(score, value, metric.n, threshold=_threshold(rule))
+        if evaluation.is_breach and changed is None:
+            evaluation = replace(evaluation,
+                                 changed=self._changed(rule, key, views, end, versions))
+        if evaluation.is_breach and rule.metric in COST_METRICS:
+            # Per-model usage now and in the baseline period, to attribute the cost change;
+            # only breaches pay for the baseline view.
+            series = views.series(key)
+            evaluation = replace(evaluation, cost=None if series is None else compare_windows(
+                series, rule.over, baseline_span(rule.detector, rule.over), end))
+        return evaluation
 
-    def _across(self, compiled: _Compiled, keys: list[SeriesKey], shard: ShardWindows,
+    def _across(self, compiled: _Compiled, keys: list[SeriesKey], views: _Views,
                 end: int) -> list[Evaluation]:
         """Rules comparing sub-series (`across`): feed every group, then judge each."""
         rule, family = compiled.rule, compiled.family
         at = _datetime(end)
-        outers: dict[SeriesKey, list[tuple[SeriesKey, str, MetricValue]]] = defaultdict(list)
+        outers: dict[SeriesKey, list[tuple[SeriesKey, str, MetricValue, Bucket | None]]]
+        outers = defaultdict(list)
         for key in keys:
-            _, metric = self._view(compiled, key, shard, end)
+            bucket, metric = self._view(compiled, key, views, end)
             group = dict(key).get(family.across or "", "")
             if metric is not None:
-                outers[family.outer_key(key)].append((key, group, metric))
+                outers[family.outer_key(key)].append((key, group, metric, bucket))
         out = []
         for outer, members in outers.items():
             detector = self._detector(rule, outer)
             observe = getattr(detector, "observe", None)
             compare = getattr(detector, "compare", None)
-            for key, group, metric in members:
-                base = _Base(rule, series_labels(key), end, (), (), shard.view(key, rule.over,
-                                                                               end))
+            for key, group, metric, bucket in members:
+                base = _Base(rule, series_labels(key), end, (), (), bucket)
                 value = rule.value_of(metric.value)
                 score: Score | None
                 if compare is not None and observe is not None:  # two_sample
@@ -142,20 +159,17 @@ class RuleEvaluator:
             detector = self._detectors[slot] = rule.build_detector()
         return detector
 
-    def _versions(self, rule: Rule, key: SeriesKey, shard: ShardWindows, end: int,
-                  bucket: Bucket | None) -> tuple[tuple[tuple[str, tuple[str, ...]], ...],
-                                                  tuple[str, ...]]:
-        """Live versions in the window, and which appeared that the hour before had not."""
-        if bucket is None:
-            return (), ()
-        current = _version_sets(bucket)
-        before = shard.view(key, CHANGE_LOOKBACK, end - int(rule.over.total_seconds() * 1e9))
-        previous = _version_sets(before) if before is not None and not before.is_empty else None
-        changed: tuple[str, ...] = ()
-        if previous is not None:
-            changed = tuple(name for (name, now), (_, then) in zip(current, previous, strict=True)
-                            if then and set(now) - set(then))
-        return current, changed
+    def _changed(self, rule: Rule, key: SeriesKey, views: _Views, end: int,
+                 current: _Versions) -> tuple[str, ...]:
+        """Which versions live in the window the hour before it had not seen."""
+        if not current:
+            return ()
+        before = views.get(key, CHANGE_LOOKBACK, end - int(rule.over.total_seconds() * 1e9))
+        if before is None or before.is_empty:
+            return ()
+        previous = _version_sets(before)
+        return tuple(name for (name, now), (_, then) in zip(current, previous, strict=True)
+                     if then and set(now) - set(then))
 
     def reconfigure(self, config: RulesConfig) -> set[str]:
         """Apply reloaded rules; detectors of unchanged rules keep their baselines, those of
@@ -169,6 +183,26 @@ class RuleEvaluator:
         return changed
 
 
+class _Views:
+    """The shard's views for one `evaluate` call, each merged once: rules of one family and
+    `over` (error rate and TTFT p99 per model, say) read the same window."""
+
+    __slots__ = ("_cache", "_shard")
+
+    def __init__(self, shard: ShardWindows) -> None:
+        self._shard = shard
+        self._cache: dict[tuple[SeriesKey, timedelta, int], Bucket | None] = {}
+
+    def series(self, key: SeriesKey) -> SeriesWindows | None:
+        return self._shard.get(key)
+
+    def get(self, key: SeriesKey, over: timedelta, end: int) -> Bucket | None:
+        slot = (key, over, end)
+        if slot not in self._cache:
+            self._cache[slot] = self._shard.view(key, over, end)
+        return self._cache[slot]
+
+
 def _compile(config: RulesConfig) -> tuple[_Compiled, ...]:
     return tuple(_Compiled(rule, family_of(rule), int(rule.over.total_seconds()) * 1_000_000_000,
                            rule.when is None) for rule in config.rules)
@@ -180,7 +214,7 @@ def _belongs(key: SeriesKey, family: Family) -> bool:
     return names == family.group_by and tag == family.tag
 
 
-def _version_sets(bucket: Bucket) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _version_sets(bucket: Bucket) -> _Versions:
     return (("prompt_template_version", bucket.prompt_template_versions.values),
             ("model", bucket.models.values),
             ("app_version", bucket.app_versions.values))
