@@ -19,38 +19,16 @@ Block Kit limits are checked as Slack does: 50 blocks, 3000 characters of sectio
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.fakes.http_fake import HttpFake, RecordedRequest, Scripted
+
+__all__ = ["WEBHOOK_PATH", "FakeSlack", "PostedMessage", "RecordedRequest", "Scripted",
+           "api_error", "rate_limited"]
+
 WEBHOOK_PATH = "/services/T00000000/B00000000/"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    """Names in lower case."""
-    body: bytes
-    status: int
-
-    def json(self) -> Any:
-        if self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return dict(parse_qsl(self.body.decode()))
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True, slots=True)
-class Scripted:
-    status: int
-    body: dict[str, Any] | str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def rate_limited(retry_after_s: int, *, webhook: bool = False) -> Scripted:
@@ -74,11 +52,6 @@ class PostedMessage:
     blocks: list[dict[str, Any]]
 
 
-class _Server(ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-
-
 def block_errors(blocks: object) -> list[str]:
     """Block Kit violations, worded like Slack's invalid_blocks details."""
     if not isinstance(blocks, list):
@@ -96,55 +69,24 @@ def block_errors(blocks: object) -> list[str]:
     return errors
 
 
-class FakeSlack:
+class FakeSlack(HttpFake):
     """Slack on 127.0.0.1: `api_url` for the Web API, `webhook_url` for the incoming webhook."""
+
+    json_content_type = "application/json; charset=utf-8"
+    text_content_type = "text/plain; charset=utf-8"
 
     def __init__(self, *, bot_token: str, webhook_secret: str,
                  channels: dict[str, str] | None = None) -> None:
+        super().__init__("slack")
         self.bot_token = bot_token
         self.webhook_secret = webhook_secret
         self.channels = channels or {"#llm-alerts": "C0LLMALERTS"}
         """Channel name -> id; posting by name or id both work."""
-        self._lock = threading.Condition()
-        self._requests: list[RecordedRequest] = []
-        self._script: deque[Scripted] = deque()
         self.messages: list[PostedMessage] = []
         """Every message as it now reads (edits replace it in place)."""
         self.edits: list[PostedMessage] = []
         """Each successful chat.update, as the edited message read afterwards."""
         self._ts = 1_715_000_000_000_100
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    def start(self) -> FakeSlack:
-        self._server = _Server(("127.0.0.1", self.port), self._handler())
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True,
-                                        name=f"fake-slack-{self.port}")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    down = stop
-
-    def up(self) -> None:
-        self.start()
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def api_url(self) -> str:
@@ -154,35 +96,14 @@ class FakeSlack:
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}{self.webhook_secret}"
 
-    def script(self, *answers: Scripted) -> None:
-        with self._lock:
-            self._script.extend(answers)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with self._lock:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._lock.wait(min(left, 0.1))
-        return True
-
-    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> Scripted:
+    def _answer(self, method: str, path: str, headers: dict[str, str],
+                body: bytes) -> Scripted:
         if path.startswith("/api/"):
-            with self._lock:
-                if self._script:
-                    return self._script.popleft()
-            return self._web_api(path.removeprefix("/api/"), headers, body)
+            return self._scripted() or self._web_api(path.removeprefix("/api/"), headers, body)
         if path.startswith(WEBHOOK_PATH):
-            with self._lock:
-                if self._script:
-                    return self._script.popleft()
+            scripted = self._scripted()
+            if scripted is not None:
+                return scripted
             if path != WEBHOOK_PATH + self.webhook_secret:
                 return Scripted(404, "no_service")
             return self._webhook(body)
@@ -278,32 +199,3 @@ class FakeSlack:
             self.messages.append(PostedMessage("webhook", str(self._ts), None,
                                                str(payload.get("text")), list(blocks or [])))
         return Scripted(200, "ok")
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                answer = fake._answer(self.path, headers, body)
-                with fake._lock:  # recorded before answering: the client sees it done after
-                    fake._requests.append(
-                        RecordedRequest("POST", self.path, headers, body, answer.status))
-                    fake._lock.notify_all()
-                is_json = isinstance(answer.body, dict)
-                data = (json.dumps(answer.body) if is_json else str(answer.body)).encode()
-                self.send_response(answer.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8" if is_json
-                                 else "text/plain; charset=utf-8")
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
