@@ -435,12 +435,14 @@ class AlertRoutingLogic(StatefulBatchLogic[WindowOutput, AlertEvent | AlertGroup
                 grouper = state.groupers.get(routed.tier)
                 if grouper is not None:
                     grouper.add(routed, event.at_unix_ns)
-        out.extend(self._flush(now))
+        # Flush even when routing time did not move: groups just opened with a zero
+        # group_wait are due now, not at the next tick.
+        out.extend(self._flush(now, again=bool(due)))
         return out
 
-    def _flush(self, now: int) -> list[AlertEvent | AlertGroup]:
+    def _flush(self, now: int, *, again: bool = False) -> list[AlertEvent | AlertGroup]:
         state = self._state
-        if now <= state.now_unix_ns:
+        if now < state.now_unix_ns or (now == state.now_unix_ns and not again):
             return []
         state.now_unix_ns = now
         for event in state.inhibitor.tick(now):
