@@ -6,14 +6,18 @@ where it came from (topic, partition, offset), and decoding goes on with the nex
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ingest.config import IngestConfig
+from ingest.fastpath import ProtoFastPath
 from ingest.normalise import Normaliser
 from ingest.pricing import PriceTable
 from ingest.raw import Encoding, MalformedMessage, Signal, decode_raw, detect_encoding
 from ingest.span import EvalResult, LLMSpan
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +60,43 @@ class Decoder:
     """Decodes messages of the spans topic (and optionally the logs topic)."""
 
     def __init__(self, config: IngestConfig, encoding: Encoding = "auto",
-                 logs_topics: Iterable[str] = ()) -> None:
+                 logs_topics: Iterable[str] = (), *, fast: bool = True) -> None:
+        """`fast=False` decodes everything the generic way (the reference the fast path is
+        tested against)."""
         self._normaliser = Normaliser(config, PriceTable.load(config.pricing_file))
         self._encoding: Encoding = encoding
         self._logs_topics = frozenset(logs_topics)
+        self._fast = ProtoFastPath(config, self._normaliser) if fast and encoding in (
+            "auto", "otlp_proto") else None
+        self._fast_failed = False
+
+    def decode_many(self, messages: Sequence[SourceMessage]) -> list[Decoded | DeadLetter]:
+        """`decode` of each message, in order."""
+        decode = self.decode
+        return [decode(message) for message in messages]
 
     def decode(self, message: SourceMessage) -> Decoded | DeadLetter:
         """Decode one message; never raises for bad input."""
+        value = message.value
+        if self._fast is not None and value and message.topic not in self._logs_topics and (
+                self._encoding == "otlp_proto" or value[:1] == b"\n"):
+            # Trace requests in protobuf take the fast path; whatever it declines (or a bug
+            # in it) is decoded the generic way, which names the problem.
+            try:
+                fast = self._fast.decode(value)
+            except Exception as exc:  # noqa: BLE001
+                if not self._fast_failed:  # once: a bug to report, not a flood (no values)
+                    self._fast_failed = True
+                    _log.warning("decode fast path failed (%s); using the generic path",
+                                 type(exc).__name__)
+                fast = None
+            if fast is not None:
+                spans, evals, count = fast
+                return Decoded(spans=tuple(spans), evals=tuple(evals), raw_span_count=count)
+        return self.decode_generic(message)
+
+    def decode_generic(self, message: SourceMessage) -> Decoded | DeadLetter:
+        """`decode` without the fast path."""
         signal: Signal = "logs" if message.topic in self._logs_topics else "traces"
         try:
             batch = decode_raw(message.value, self._encoding, signal)

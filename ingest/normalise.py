@@ -45,7 +45,7 @@ TTFT_ATTRIBUTE_KEYS = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.tim
 FIRST_CHUNK_EVENTS = frozenset({"gen_ai.content.completion.chunk", "llm.content.completion.chunk",
                                 "First Token Stream Event", "gen_ai.choice.chunk"})
 
-_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "completion",
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "completion",
                              "invoke_agent", "create_agent", "responses"})
 _EMBEDDING_OPERATIONS = frozenset({"embeddings", "embedding"})
 _RETRIEVAL_OPERATIONS = frozenset({"retrieval", "retrieve", "search"})
@@ -122,7 +122,7 @@ class Normaliser:
         attrs = raw.attributes
         error = classify_error(raw)
         invocation = _invocation_parameters(attrs)
-        request_model = _first_str(attrs, REQUEST_MODEL_KEYS) or _invocation_model(invocation)
+        request_model = _first_str(attrs, REQUEST_MODEL_KEYS) or invocation_model(invocation)
         response_model = _first_str(attrs, RESPONSE_MODEL_KEYS)
         input_tokens = _first_int(attrs, INPUT_TOKEN_KEYS)
         output_tokens = _first_int(attrs, OUTPUT_TOKEN_KEYS)
@@ -162,7 +162,7 @@ class Normaliser:
             http_status=error.http_status,
             is_refusal=bool(refusal) or any(r in _REFUSAL_REASONS for r in finish_reasons),
             is_cache_hit=_flag(attrs, self._keys.cache_hit),
-            feedback=_feedback(_first(attrs, self._keys.feedback)),
+            feedback=feedback_of(_first(attrs, self._keys.feedback)),
             is_regenerated=_flag(attrs, self._keys.regenerated),
             evals=span_eval_scores(raw),
             cost_usd=cost_usd,
@@ -174,7 +174,15 @@ class Normaliser:
               input_tokens: int | None, output_tokens: int | None, cached: int | None,
               is_error: bool) -> tuple[float | None, Literal["attribute", "pricing"] | None,
                                        str | None]:
-        explicit = _first_float(attrs, self._keys.cost_usd)
+        return self.cost_of(_first_float(attrs, self._keys.cost_usd), model, response_model,
+                            input_tokens=input_tokens, output_tokens=output_tokens,
+                            cached=cached, is_error=is_error)
+
+    def cost_of(self, explicit: float | None, model: str | None, response_model: str | None, *,
+                input_tokens: int | None, output_tokens: int | None, cached: int | None,
+                is_error: bool) -> tuple[float | None, Literal["attribute", "pricing"] | None,
+                                         str | None]:
+        """Cost in USD, its source, and why it is unknown (explicit cost attribute first)."""
         if explicit is not None and explicit >= 0:
             return explicit, "attribute", None
         if input_tokens is None and output_tokens is None:
@@ -205,13 +213,25 @@ class Normaliser:
             values.append(value if value is not None else _first_str(resource, names))
         user_id = values[6]
         if user_id is not None and self._config.hash_user_ids:
-            hashed = self._hashed.get(user_id)
-            if hashed is None:
-                if len(self._hashed) >= 10_000:  # bounded: a cache, not a user table
-                    self._hashed.clear()
-                hashed = self._hashed[user_id] = hash_user_id(user_id, self._salt)
-            values[6] = hashed
+            values[6] = self.pseudonym(user_id)
         return TraceContext(*values)
+
+    @property
+    def prices(self) -> PriceTable:
+        return self._prices
+
+    @property
+    def hashes_user_ids(self) -> bool:
+        return self._config.hash_user_ids
+
+    def pseudonym(self, user_id: str) -> str:
+        """The keyed hash of a user id (cached: ids repeat)."""
+        hashed = self._hashed.get(user_id)
+        if hashed is None:
+            if len(self._hashed) >= 10_000:  # bounded: a cache, not a user table
+                self._hashed.clear()
+            hashed = self._hashed[user_id] = hash_user_id(user_id, self._salt)
+        return hashed
 
     # --- log records ---
 
@@ -219,7 +239,7 @@ class Normaliser:
         """A `gen_ai.evaluation.result` log event -> an `EvalResult`; other records -> nothing."""
         if raw.event_name != "gen_ai.evaluation.result" or raw.trace_id is None:
             return _NOTHING
-        score = _evaluation_event_score(raw.attributes)
+        score = evaluation_event_score(raw.attributes)
         if score is None:
             return _NOTHING
         return Normalised(span=None, evals=(EvalResult(
@@ -233,35 +253,52 @@ class Normaliser:
 def classify(raw: RawSpan) -> Classification | None:
     """Which kind of span this is for spanwatch, or None when it carries no metric."""
     attrs = raw.attributes
-    oi_kind = attrs.get("openinference.span.kind")
+    kind = classify_marked(
+        attrs.get("openinference.span.kind"), attrs.get("gen_ai.operation.name"),
+        attrs.get("llm.request.type"),
+        any(key in attrs for key in GENAI_MARKER_KEYS))
+    if kind is not None:
+        return kind
+    if any(key.startswith("gen_ai.evaluation.") for key in attrs):
+        return "evaluation"
+    return classify_rest(attrs.get("db.system.name", attrs.get("db.system")),
+                         raw.parent_span_id is None, raw.name, attrs)
+
+
+GENAI_MARKER_KEYS = ("gen_ai.request.model", "gen_ai.system", "gen_ai.provider.name")
+
+
+def classify_marked(oi_kind: AttrValue, operation: AttrValue, request_type: AttrValue,
+                    has_genai_marker: bool) -> Classification | None:
+    """`classify` by the dialect markers (the raw attribute values, None when absent)."""
     if isinstance(oi_kind, str):
         oi_kind = oi_kind.upper()
         if oi_kind in _OPENINFERENCE_KINDS:
             return _OPENINFERENCE_KINDS[oi_kind]  # type: ignore[return-value]
         if oi_kind == "EVALUATOR":
             return "evaluation"
-    operation = attrs.get("gen_ai.operation.name")
     if isinstance(operation, str):
         if operation in _EMBEDDING_OPERATIONS:
             return "embedding"
         if operation in _RETRIEVAL_OPERATIONS:
             return "retrieval"
-        if operation in _LLM_OPERATIONS:
+        if operation in LLM_OPERATIONS:
             return "llm"
-    request_type = attrs.get("llm.request.type")
     if isinstance(request_type, str) and request_type in _TRACELOOP_REQUEST_TYPES:
         return "embedding" if request_type == "embedding" else "llm"
-    if any(key in attrs for key in ("gen_ai.request.model", "gen_ai.system",
-                                    "gen_ai.provider.name")):
+    if has_genai_marker:
         return "llm"
-    if any(key.startswith("gen_ai.evaluation.") for key in attrs):
-        return "evaluation"
-    db_system = attrs.get("db.system.name", attrs.get("db.system"))
+    return None
+
+
+def classify_rest(db_system: AttrValue, is_root: bool, name: str,
+                  attrs: Attributes) -> Classification | None:
+    """`classify` after the dialect markers and `gen_ai.evaluation.*` keys."""
     if isinstance(db_system, str) and db_system.lower() in _VECTOR_DB_SYSTEMS:
         return "retrieval"
-    if raw.parent_span_id is None:
+    if is_root:
         return "request"
-    if raw.name.lower().startswith(("eval", "evaluation")) and any(
+    if name.lower().startswith(("eval", "evaluation")) and any(
             key.startswith("eval.") for key in attrs):
         return "evaluation"
     return None
@@ -279,14 +316,22 @@ def _first(attrs: Attributes, keys: Sequence[str]) -> AttrValue:
 
 
 def _first_str(attrs: Attributes, keys: Sequence[str]) -> str | None:
-    value = _first(attrs, keys)
+    return str_of(_first(attrs, keys))
+
+
+def str_of(value: AttrValue) -> str | None:
+    """A string field from the first non-empty attribute value (lists are no string)."""
     if value is None or isinstance(value, list):
         return None
     return str(value)
 
 
 def _first_int(attrs: Attributes, keys: Sequence[str]) -> int | None:
-    value = _first(attrs, keys)
+    return int_of(_first(attrs, keys))
+
+
+def int_of(value: AttrValue) -> int | None:
+    """A count (>= 0) from an attribute value of any type, else None."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
@@ -299,7 +344,11 @@ def _first_int(attrs: Attributes, keys: Sequence[str]) -> int | None:
 
 
 def _first_float(attrs: Attributes, keys: Sequence[str]) -> float | None:
-    value = _first(attrs, keys)
+    return float_of(_first(attrs, keys))
+
+
+def float_of(value: AttrValue) -> float | None:
+    """A number from an attribute value of any type (NaN and non-numbers are None)."""
     if isinstance(value, bool) or value is None or isinstance(value, list):
         return None
     try:
@@ -310,10 +359,10 @@ def _first_float(attrs: Attributes, keys: Sequence[str]) -> float | None:
 
 
 def _first_bool(attrs: Attributes, keys: Sequence[str]) -> bool | None:
-    return _as_bool(_first(attrs, keys))
+    return as_bool(_first(attrs, keys))
 
 
-def _as_bool(value: AttrValue) -> bool | None:
+def as_bool(value: AttrValue) -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
@@ -328,7 +377,7 @@ def _as_bool(value: AttrValue) -> bool | None:
 
 
 def _flag(attrs: Attributes, keys: Sequence[str]) -> bool | None:
-    return _as_bool(_first(attrs, keys))
+    return as_bool(_first(attrs, keys))
 
 
 def _provider(attrs: Attributes) -> str | None:
@@ -337,31 +386,60 @@ def _provider(attrs: Attributes) -> str | None:
 
 
 def _operation(attrs: Attributes, kind: SpanKind) -> str | None:
-    operation = _first_str(attrs, ("gen_ai.operation.name",))
+    return operation_of(_first_str(attrs, ("gen_ai.operation.name",)),
+                        _first_str(attrs, ("llm.request.type",)), kind)
+
+
+def operation_of(operation: str | None, request_type: str | None, kind: SpanKind) -> str | None:
+    """The operation name: the GenAI attribute, else Traceloop's request type, else the kind's."""
     if operation:
         return operation
-    request_type = _first_str(attrs, ("llm.request.type",))
     if request_type in _TRACELOOP_REQUEST_TYPES:
         return _TRACELOOP_REQUEST_TYPES[request_type]
     return {"llm": "chat", "embedding": "embeddings", "retrieval": "retrieval"}.get(kind)
 
 
+INVOCATION_KEYS = ("llm.invocation_parameters", "embedding.invocation_parameters")
+
+
 def _invocation_parameters(attrs: Attributes) -> dict[str, object]:
-    # OpenInference keeps the requested model and the stream flag only inside the invocation
-    # parameters JSON (`llm.` for chat, `embedding.` for embeddings).
-    for key in ("llm.invocation_parameters", "embedding.invocation_parameters"):
-        params = attrs.get(key)
+    return invocation_parameters(*(attrs.get(key) for key in INVOCATION_KEYS))
+
+
+def invocation_parameters(*values: AttrValue) -> dict[str, object]:
+    """OpenInference keeps the requested model and the stream flag only inside the invocation
+    parameters JSON (`llm.` for chat, `embedding.` for embeddings): the first JSON object of
+    `values` (the attributes of INVOCATION_KEYS, in order), parsed; {} when there is none."""
+    for params in values:
         if isinstance(params, str) and params.startswith("{"):
-            try:
-                parsed = json.loads(params)
-            except ValueError:
-                return {}
-            return parsed if isinstance(parsed, dict) else {}
+            return _parsed_invocation(params)
     return {}
 
 
+_INVOCATIONS: dict[str, dict[str, object]] = {}
+"""Parsed invocation parameters per JSON text (the same few texts repeat on every span),
+bounded; the dicts are only read, never changed."""
+
+
+def _parsed_invocation(params: str) -> dict[str, object]:
+    parsed_dict = _INVOCATIONS.get(params)
+    if parsed_dict is None:
+        try:
+            parsed = json.loads(params)
+        except ValueError:
+            parsed = {}
+        parsed_dict = parsed if isinstance(parsed, dict) else {}
+        if len(_INVOCATIONS) < 4096:
+            _INVOCATIONS[params] = parsed_dict
+    return parsed_dict
+
+
 def _streaming(attrs: Attributes, invocation: dict[str, object]) -> bool | None:
-    flag = _first_bool(attrs, STREAMING_KEYS)
+    return streaming_of(_first_bool(attrs, STREAMING_KEYS), invocation)
+
+
+def streaming_of(flag: bool | None, invocation: dict[str, object]) -> bool | None:
+    """The stream flag attribute, else the invocation parameters' `stream`."""
     if flag is not None or not invocation:
         return flag
     # Recorded invocation parameters without "stream" mean the SDK default: not streaming.
@@ -369,7 +447,7 @@ def _streaming(attrs: Attributes, invocation: dict[str, object]) -> bool | None:
     return stream if isinstance(stream, bool) else None
 
 
-def _invocation_model(params: dict[str, object]) -> str | None:
+def invocation_model(params: dict[str, object]) -> str | None:
     model = params.get("model")
     return model if isinstance(model, str) and model else None
 
@@ -381,6 +459,11 @@ def _finish_reasons(attrs: Attributes) -> tuple[str, ...]:
         indexed = [v for k, v in attrs.items()
                    if k.startswith("gen_ai.completion.") and k.endswith(".finish_reason")]
         value = indexed or None
+    return finish_reasons_of(value)
+
+
+def finish_reasons_of(value: AttrValue) -> tuple[str, ...]:
+    """Normalised finish reasons from an attribute value (one reason or a list)."""
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
@@ -409,7 +492,7 @@ def _first_event_time(events: Sequence[RawEvent]) -> int | None:
     return min(times) if times else None
 
 
-def _feedback(value: AttrValue) -> Literal["positive", "negative"] | None:
+def feedback_of(value: AttrValue) -> Literal["positive", "negative"] | None:
     if value is None or isinstance(value, list):
         return None
     if isinstance(value, bool):
@@ -438,7 +521,7 @@ def span_eval_scores(raw: RawSpan) -> tuple[EvalScore, ...]:
         if field == "label":
             label = str(value)
         elif field in ("passed", "pass") or isinstance(value, bool):
-            passed = _as_bool(value)
+            passed = as_bool(value)
             label = label if passed is None else ("pass" if passed else "fail")
         elif isinstance(value, int | float):
             score = float(value)
@@ -449,18 +532,18 @@ def span_eval_scores(raw: RawSpan) -> tuple[EvalScore, ...]:
                 label = value
         scores[name] = (score, label)
     result = [EvalScore(name=n, score=s, label=lab) for n, (s, lab) in scores.items() if n]
-    own = _evaluation_event_score(raw.attributes)
+    own = evaluation_event_score(raw.attributes)
     if own is not None:
         result.append(own)
     for event in raw.events:
         if event.name == "gen_ai.evaluation.result":
-            event_score = _evaluation_event_score(event.attributes)
+            event_score = evaluation_event_score(event.attributes)
             if event_score is not None:
                 result.append(event_score)
     return tuple(result)
 
 
-def _evaluation_event_score(attrs: Attributes) -> EvalScore | None:
+def evaluation_event_score(attrs: Attributes) -> EvalScore | None:
     name = _first_str(attrs, ("gen_ai.evaluation.name",))
     if not name:
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ class ModelPrice:
 class PriceTable:
     prices: dict[str, ModelPrice]
     aliases: dict[str, str]
+    _found: dict[str, ModelPrice | None] = field(default_factory=dict, compare=False,
+                                                 repr=False)
+    """`price_of` per model name seen: the same few names come on every span."""
 
     @classmethod
     def load(cls, override: Path | None = None) -> PriceTable:
@@ -87,8 +90,17 @@ class PriceTable:
         return best
 
     def price_of(self, model: str) -> ModelPrice | None:
+        found = self._found.get(model, _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
         key = self.resolve(model)
-        return None if key is None else self.prices[key]
+        price = None if key is None else self.prices[key]
+        if len(self._found) < 10_000:  # bounded: model names come from the traffic
+            self._found[model] = price
+        return price
+
+
+_UNSEEN = object()
 
 
 def _parse(doc: dict[str, Any], source: str) -> PriceTable:

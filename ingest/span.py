@@ -7,9 +7,10 @@ Every later stage sees only these records, never raw OTLP. Times are integer Uni
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, make_dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 SpanKind = Literal["llm", "embedding", "retrieval", "request"]
 """llm and embedding are model calls; retrieval and request (a trace's root) are kept for
@@ -147,3 +148,38 @@ class EvalResult:
     @property
     def at(self) -> datetime:
         return unix_ns_to_datetime(self.at_unix_ns)
+
+
+_T = TypeVar("_T")
+
+
+def twin_of(cls: type[Any]) -> Any:
+    """A plain (mutable) slotted dataclass with the same slots as the dataclass `cls`, whose
+    instances may be given the class `cls` (`obj.__class__ = cls`): see `fast_builder`."""
+    return make_dataclass(f"_{cls.__name__}Twin", [f.name for f in fields(cls)],
+                          slots=True, eq=False, repr=False, match_args=False)
+
+
+def fast_builder(cls: type[_T]) -> Callable[..., _T]:
+    """A constructor of `cls` (a frozen slotted dataclass) from all field values, in field order,
+    about five times faster than `cls(...)`, for the decode hot path.
+
+    A frozen dataclass sets each field through `object.__setattr__`; this builds a plain slotted
+    twin with the same slots (so the same memory layout) and then gives the object its real
+    class. The result is an ordinary, frozen `cls` instance (equal, hashable and picklable as
+    one made by `cls(...)`); nothing is validated, as `cls(...)` validates nothing either.
+    """
+    twin = twin_of(cls)
+
+    def build(*values: object) -> _T:
+        obj = twin(*values)
+        obj.__class__ = cls
+        return obj  # type: ignore[no-any-return]
+
+    return build
+
+
+build_llm_span: Callable[..., LLMSpan] = fast_builder(LLMSpan)
+"""`LLMSpan` from its 31 field values in declaration order (no defaults)."""
+build_context: Callable[..., TraceContext] = fast_builder(TraceContext)
+"""`TraceContext` from its 9 field values in declaration order."""
