@@ -80,3 +80,28 @@ def test_two_processes_send_what_one_sends(kafka: KafkaUnderTest, tmp_path: Path
     assert cluster.delivered() == incidents_run.delivered()
     assert _canonical(cluster.pagerduty) == _canonical(incidents_run.pagerduty)
     assert _canonical(cluster.slack) == _canonical(incidents_run.slack)
+
+
+def test_two_workers_in_one_process_send_what_one_sends(
+        kafka: KafkaUnderTest, tmp_path: Path, vendors: Vendors, incidents_traffic: Traffic,
+        incidents_run: RunResult) -> None:
+    topic = new_topic(kafka, partitions=PARTITIONS)
+    publish(kafka.bootstrap, topic, incidents_traffic.items, PARTITIONS,
+            markers=incidents_traffic.markers)
+    spanwatch = new_spanwatch(
+        kafka, tmp_path, vendors, topic,
+        command=(sys.executable, "-m", "spanwatch.cli", "run", "--workers", "2"),
+        extra_env={"SPANWATCH_OUTPUT_FILE": str(tmp_path / "records.jsonl")})
+    spanwatch.start()
+    try:
+        spanwatch.wait_for_end(RUN_TIMEOUT_S)
+        spanwatch.wait_until(lambda: spanwatch.outbox_pending() == 0, 30, "outbox drained")
+    finally:
+        spanwatch.stop()
+    workers = result_of(spanwatch, vendors.pagerduty, vendors.slack)
+    assert "workers=2" in spanwatch.log()
+    assert _llm_records(tmp_path / "records.jsonl") == incidents_traffic.llm_calls
+    assert workers.pagerduty and workers.slack
+    assert workers.delivered() == incidents_run.delivered()
+    assert _canonical(workers.pagerduty) == _canonical(incidents_run.pagerduty)
+    assert _canonical(workers.slack) == _canonical(incidents_run.slack)
