@@ -284,10 +284,11 @@ def measure_decode(traffic: Traffic, runs: int, batch: int = 100) -> Figure:
     """The flow's decode step over the messages in memory, one thread."""
     from bytewax.connectors.kafka import KafkaSourceMessage  # noqa: PLC0415
 
-    from flows.pipeline import decode_batch  # noqa: PLC0415
+    from flows.pipeline import decode_batch, tune_gc  # noqa: PLC0415
     from ingest.decode import Decoder  # noqa: PLC0415
     from spanwatch.settings import Settings  # noqa: PLC0415
 
+    tune_gc()  # as in the flow's processes (build_flow), so the ratio compares like with like
     decoder = Decoder(Settings(_env_file=None).ingest)  # type: ignore[call-arg]
     items: list[Any] = [KafkaSourceMessage(key=None, value=m.value, topic="bench", partition=0,
                                            offset=i) for i, m in enumerate(traffic.messages)]

@@ -9,9 +9,10 @@ wall clock only to drive idle timers, and snapshots plain Python objects for rec
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -42,6 +43,24 @@ class Progress:
     wall_unix_ns: int
     shard: str = ""
     """The step key this copy is addressed to (steps learn their own key from it)."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Generic[T]):
+    """One step key's share of a batch: its items (records, or partials), then the progress
+    that follows them; the same order as if each had been sent on its own.
+
+    The flow exchanges one `Batch` per (key, batch) instead of one item per span: Bytewax
+    routes, calls Python for and, across processes, pickles every item.
+    """
+
+    shard: str
+    """The step key it is addressed to (steps learn their own key from it)."""
+    items: Sequence[T]
+    progress: tuple[Progress, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +147,11 @@ class AssemblyState:
     sources: dict[str, SourceProgress] = field(default_factory=dict)
 
 
-class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record | Progress, AssemblyState]):
+AssemblyIn = Record | Progress | Batch[Record]
+AssemblyOut = Record | Progress | Batch[Record]
+
+
+class AssemblyLogic(StatefulBatchLogic[AssemblyIn, AssemblyOut, AssemblyState]):
     """Trace assembly for one shard; stream time is the watermark over all source partitions.
 
     Progress is forwarded downstream (as `forwarded(partition, shard)`) after the records
@@ -136,35 +159,55 @@ class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record | Progress, Ass
     shard's forwarded progress, never sees progress ahead of records still in flight. It is
     also capped at the assembler's hold limit, so records still held here (waiting for their
     root) can never become late there; once they are released the rest follows.
+
+    Input is `Batch`es (the flow) or single records and progress (tests), in order. With
+    `batched`, each call's output is one `Batch` (the released records, then the forwarded
+    progress) instead of one item per record.
     """
 
-    def __init__(self, state: AssemblyState) -> None:
+    def __init__(self, state: AssemblyState, *, batched: bool = False) -> None:
         self._state = state
+        self._batched = batched
         self._reported_open = 0
         self._clock = SourceClock()
 
-    def on_batch(self, values: list[Record | Progress]
-                 ) -> tuple[Iterable[Record | Progress], bool]:
-        out: list[Record | Progress] = []
+    def on_batch(self, values: list[AssemblyIn]) -> tuple[Iterable[AssemblyOut], bool]:
+        records: list[Record] = []
         state = self._state
         assembler = state.assembler
         before = assembler.released_early
         read: set[str] = set()
         self._clock.received()
         for value in values:
-            if isinstance(value, Progress):
-                state.watermark.observe(value.partition, value.max_event_unix_ns,
-                                        value.wall_unix_ns)
-                self._clock.read_at(value.wall_unix_ns)
-                self._seen(value)
-                read.add(value.partition)
+            if isinstance(value, Batch):
+                state.shard = value.shard or state.shard
+                if value.items:
+                    records.extend(assembler.add_many(value.items))
+                for progress in value.progress:
+                    self._observe(progress, read)
+            elif isinstance(value, Progress):
+                self._observe(value, read)
             else:
-                out.extend(assembler.add(value))
-        out.extend(self._advance(self._clock.read))
-        out.extend(self._forward(read))
+                records.extend(assembler.add(value))
+        records.extend(self._advance(self._clock.read))
+        forwarded_progress = self._forward(read)
         instruments.TRACES_RELEASED_EARLY.inc(assembler.released_early - before)
         self._report_open()
-        return out, False
+        return self._output(records, forwarded_progress), False
+
+    def _output(self, records: list[Record], progress: list[Progress]) -> list[AssemblyOut]:
+        if not self._batched:
+            return [*records, *progress]
+        if not records and not progress:
+            return []
+        return [Batch(self._state.shard, records, tuple(progress))]
+
+    def _observe(self, progress: Progress, read: set[str]) -> None:
+        self._state.watermark.observe(progress.partition, progress.max_event_unix_ns,
+                                      progress.wall_unix_ns)
+        self._clock.read_at(progress.wall_unix_ns)
+        self._seen(progress)
+        read.add(progress.partition)
 
     def _seen(self, progress: Progress) -> None:
         state = self._state
@@ -202,17 +245,17 @@ class AssemblyLogic(StatefulBatchLogic[Record | Progress, Record | Progress, Ass
         instruments.OPEN_TRACES.inc(self._state.assembler.open_traces - self._reported_open)
         self._reported_open = self._state.assembler.open_traces
 
-    def on_notify(self) -> tuple[Iterable[Record | Progress], bool]:
-        out: list[Record | Progress] = [*self._advance(self._clock.now())]
-        out.extend(self._forward(set()))
+    def on_notify(self) -> tuple[Iterable[AssemblyOut], bool]:
+        records = self._advance(self._clock.now())
+        progress = self._forward(set())
         self._report_open()
-        return out, False
+        return self._output(records, progress), False
 
-    def on_eof(self) -> tuple[Iterable[Record | Progress], bool]:
-        out: list[Record | Progress] = [*self._state.assembler.release_all()]
-        out.extend(self._forward(set(), capped=False))
+    def on_eof(self) -> tuple[Iterable[AssemblyOut], bool]:
+        records = self._state.assembler.release_all()
+        progress = self._forward(set(), capped=False)
         self._report_open()
-        return out, False
+        return self._output(records, progress), False
 
     def notify_at(self) -> datetime | None:
         if self._state.assembler.open_traces == 0:
@@ -245,9 +288,10 @@ def lifecycle_policy(config: RulesConfig) -> dict[str, LifecyclePolicy]:
 
 
 WindowOutput = AlertEvent | Tick
+WindowIn = Partial | Progress | Batch[Partial]
 
 
-class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowState]):
+class WindowLogic(StatefulBatchLogic[WindowIn, WindowOutput, WindowState]):
     """One series shard: fold partials, close minutes at the watermark, evaluate, alert."""
 
     def __init__(self, state: WindowState, rules: Callable[[], RulesConfig],
@@ -271,7 +315,7 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
             self._policies = lifecycle_policy(config)
             self._config = config
 
-    def on_batch(self, values: list[Partial | Progress]) -> tuple[Iterable[WindowOutput], bool]:
+    def on_batch(self, values: list[WindowIn]) -> tuple[Iterable[WindowOutput], bool]:
         self._reload()
         state = self._state
         clock = self._clock
@@ -283,23 +327,42 @@ class WindowLogic(StatefulBatchLogic[Partial | Progress, WindowOutput, WindowSta
         watermark = state.watermark.current(clock.read)
         stale = False
         for value in values:
-            if isinstance(value, Progress):
-                state.watermark.observe(value.partition, value.max_event_unix_ns,
-                                        value.wall_unix_ns)
-                clock.read_at(value.wall_unix_ns)
-                state.max_event_unix_ns = max(state.max_event_unix_ns, value.max_event_unix_ns)
+            if isinstance(value, Batch):
                 state.shard = value.shard or state.shard
+                if value.items:
+                    if stale:
+                        watermark = state.watermark.current(clock.read)
+                        stale = False
+                    self._add(value.items, watermark)
+                for progress in value.progress:
+                    self._observe(progress)
+                    stale = True
+            elif isinstance(value, Progress):
+                self._observe(value)
                 stale = True
             else:
                 if stale:
                     watermark = state.watermark.current(clock.read)
                     stale = False
-                verdict = state.windows.add_partial(value, watermark)
-                if verdict != "on_time":
-                    instruments.LATE_RECORDS.labels(verdict).inc(value.records)
+                self._add((value,), watermark)
         if stale:
             watermark = state.watermark.current(clock.read)
         return self._close(watermark), False
+
+    def _observe(self, progress: Progress) -> None:
+        state = self._state
+        state.watermark.observe(progress.partition, progress.max_event_unix_ns,
+                                progress.wall_unix_ns)
+        self._clock.read_at(progress.wall_unix_ns)
+        state.max_event_unix_ns = max(state.max_event_unix_ns, progress.max_event_unix_ns)
+        state.shard = progress.shard or state.shard
+
+    def _add(self, partials: Iterable[Partial], watermark: int | None) -> None:
+        add = self._state.windows.add_partial
+        for partial in partials:
+            verdict = add(partial, watermark)
+            if verdict != "on_time":
+                instruments.LATE_RECORDS.labels(verdict).inc(partial.records)
 
     def _close(self, watermark: int | None) -> list[WindowOutput]:
         state = self._state

@@ -21,11 +21,46 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 
 from ingest.span import EvalResult, LLMSpan, TraceContext
 
 Record = LLMSpan | EvalResult
+
+
+def _fast_with_context() -> Callable[[LLMSpan, TraceContext], LLMSpan] | None:
+    """`LLMSpan.with_context` without `dataclasses.replace` (which rebuilds the 31-field span
+    through `__init__`, about 3x slower): copy the slots and set the context. None when the
+    class has an `__post_init__` (it would be skipped) or no slots."""
+    if hasattr(LLMSpan, "__post_init__") or "__slots__" not in LLMSpan.__dict__:
+        return None
+    names = tuple(f.name for f in fields(LLMSpan))
+    values = attrgetter(*names)
+    setters = tuple(LLMSpan.__dict__[name].__set__ for name in names)
+    set_context = LLMSpan.__dict__["context"].__set__
+    new = object.__new__
+
+    def with_context(span: LLMSpan, context: TraceContext) -> LLMSpan:
+        copy = new(LLMSpan)
+        for setter, value in zip(setters, values(span), strict=True):
+            setter(copy, value)
+        set_context(copy, context)
+        return copy
+
+    return with_context
+
+
+_WITH_CONTEXT = _fast_with_context()
+
+
+def _completed(span: LLMSpan, context: TraceContext) -> LLMSpan:
+    """The span with its empty context fields taken from `context` (itself if none change)."""
+    merged = span.context.merged_with(context)
+    if merged == span.context:
+        return span
+    return span.with_context(merged) if _WITH_CONTEXT is None else _WITH_CONTEXT(span, merged)
 
 
 def _event_unix_ns(record: Record) -> int:
@@ -116,6 +151,24 @@ class TraceAssembler:
         out.extend(self.release_due(self.now_unix_ns))
         return out
 
+    def add_many(self, records: Iterable[Record]) -> list[Record]:
+        """`add` for each record in turn; the records that are ready, in one list."""
+        out: list[Record] = []
+        if self._own_clock:
+            for record in records:
+                out.extend(self.add(record))
+            return out
+        # On the caller's clock stream time stands still while records are added, and a trace
+        # opened since the last `advance` has its deadline past it: nothing falls due here
+        # (only the open-trace cap releases), so `release_due` is not run per record.
+        add_span, add_eval = self._add_span, self._add_eval
+        for record in records:
+            if isinstance(record, LLMSpan):
+                add_span(record, out)
+            else:
+                add_eval(record, out)
+        return out
+
     def _trace(self, trace_id: str, first: Record) -> _OpenTrace:
         trace = self._open.get(trace_id)
         if trace is None:
@@ -141,7 +194,7 @@ class TraceAssembler:
     def _add_span(self, span: LLMSpan, out: list[Record]) -> None:
         finished = self._finished.get(span.trace_id)
         if finished is not None:  # a straggler of a released trace: label it right away
-            out.append(span.with_context(span.context.merged_with(finished.context)))
+            out.append(_completed(span, finished.context))
             return
         trace = self._trace(span.trace_id, span)
         if span.kind in ("llm", "embedding"):
@@ -151,13 +204,13 @@ class TraceAssembler:
             trace.root_context = span.context
             out.append(span)
             for held in trace.held_spans:
-                out.append(held.with_context(held.context.merged_with(span.context)))
+                out.append(_completed(held, span.context))
             trace.held_spans.clear()
             out.extend(self._label_evals(trace, trace.held_evals))
             trace.held_evals.clear()
             trace.hold_limit_unix_ns = None
         elif trace.root_context is not None:
-            out.append(span.with_context(span.context.merged_with(trace.root_context)))
+            out.append(_completed(span, trace.root_context))
         else:
             trace.held_spans.append(span)
             self._hold(span.trace_id, trace, span)
@@ -220,7 +273,7 @@ class TraceAssembler:
             shared = shared.merged_with(span.context)
         context = trace.root_context or shared
         for span in trace.held_spans:
-            out.append(span.with_context(span.context.merged_with(context)))
+            out.append(_completed(span, context))
         out.extend(_labelled(e, context, trace.subject, trace.subjects_by_span)
                    for e in trace.held_evals)
         self._finished[trace_id] = _Finished(context, trace.subject, trace.subjects_by_span)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 from ingest.span import EvalResult, LLMSpan
 from metrics.bucket import Bucket, SpanPlan, event_unix_ns, minute_of, plan_of
 from metrics.bucket_state import BucketState
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
-from metrics.series import SeriesKey, canonical_group_by, series_key
+from metrics.series import LABELS, SeriesKey, canonical_group_by, label_value, series_key
 from metrics.sessions import SessionTouch, touch_of
 
 
@@ -85,21 +87,74 @@ def preaggregate_by(records: Iterable[LLMSpan | EvalResult], key_functions: Sequ
     return [merged[slot] for slot in sorted(merged)]
 
 
+_SPAN_LABEL_FIELDS = (
+    "context.service", "request_model", "response_model", "operation", "provider",
+    "context.prompt_template_version", "context.endpoint", "context.environment",
+    "context.app_version", "context.model_version", "context.user_segment", "kind")
+"""The span fields `LABELS` are read from (`model` is request_model or response_model), read
+in one C call; only used while `LABELS` is the tuple it was written for."""
+_LABELS_FOR_FIELDS = (
+    "service", "model", "operation", "provider", "prompt_template_version", "endpoint",
+    "environment", "app_version", "model_version", "user_segment", "kind")
+
+
+class LabelKeys:
+    """Every key function's series for a record, memoised by the record's label values.
+
+    Only for key functions that read nothing but labels (`label_value`), as rule families and
+    `series_key` do: then records with the same labels get the same keys, and a batch with
+    thousands of spans over a few hundred series computes each series' keys once. The memo is
+    bounded (cleared when full) and belongs to one set of key functions.
+    """
+
+    __slots__ = ("_evals", "_functions", "_max", "_span_fields", "_spans")
+
+    def __init__(self, key_functions: Sequence[KeyFunction], max_entries: int = 100_000) -> None:
+        self._functions = tuple(key_functions)
+        self._spans: dict[tuple[object, ...], tuple[SeriesKey | None, ...]] = {}
+        self._evals: dict[tuple[str, ...], tuple[SeriesKey | None, ...]] = {}
+        self._max = max_entries
+        self._span_fields = (attrgetter(*_SPAN_LABEL_FIELDS) if LABELS == _LABELS_FOR_FIELDS
+                             else None)
+
+    def __call__(self, record: LLMSpan | EvalResult) -> tuple[SeriesKey | None, ...]:
+        memo: dict[Any, tuple[SeriesKey | None, ...]]
+        if isinstance(record, LLMSpan) and self._span_fields is not None:
+            memo, labels = self._spans, self._span_fields(record)
+        else:
+            memo = self._evals if isinstance(record, EvalResult) else self._spans
+            labels = tuple([label_value(record, name) for name in LABELS])
+        keys = memo.get(labels)
+        if keys is None:
+            if len(memo) >= self._max:
+                memo.clear()
+            keys = memo[labels] = tuple(key_of(record) for key_of in self._functions)
+        return keys
+
+
+SHARED_FOLD_MIN = 4
+"""Records of one (series combination, minute) from which folding them once into a shared bucket
+and merging that into each series beats folding each record into each series: a merge costs
+about three folds (measured on the bench traffic: 2 -> 4 saves 9% of pre-aggregation)."""
+
+
 def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
                       key_functions: Sequence[KeyFunction], *,
-                      categories: EvalCategories = DEFAULT_CATEGORIES
-                      ) -> list[tuple[int, Partial]]:
+                      categories: EvalCategories = DEFAULT_CATEGORIES,
+                      keys_of: LabelKeys | None = None) -> list[tuple[int, Partial]]:
     """One `Partial` per (key function, series, minute), as `(key function index, partial)`,
     sorted by index, series and minute.
 
     Records with the same series under every key function (and the same minute) are folded
     once into a shared bucket that is then merged into each series' bucket: a batch with k
     such records costs k folds and one merge per key function instead of k folds per key
-    function. A lone record is folded straight into each series' bucket.
+    function. Fewer records (`SHARED_FOLD_MIN`) are folded straight into each series' bucket.
+    `keys_of` (for `key_functions`) computes a record's keys at once, memoised.
     """
     combos: dict[tuple[tuple[SeriesKey | None, ...], int], list[LLMSpan | EvalResult]] = {}
     for record in records:
-        keys = tuple(key_of_record(record) for key_of_record in key_functions)
+        keys = (keys_of(record) if keys_of is not None
+                else tuple(key_of_record(record) for key_of_record in key_functions))
         combos.setdefault((keys, minute_of(event_unix_ns(record))), []).append(record)
     buckets: dict[tuple[int, SeriesKey, int], Bucket] = {}
     touches: dict[tuple[int, SeriesKey, int], dict[str, SessionTouch]] = {}
@@ -107,7 +162,7 @@ def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
         slots = [(index, key, minute) for index, key in enumerate(keys) if key is not None]
         if not slots:
             continue
-        if len(members) > 1 and len(slots) > 1:
+        if len(members) >= SHARED_FOLD_MIN and len(slots) > 1:
             shared = Bucket()
             for record in members:
                 _fold(shared, record, None, categories)

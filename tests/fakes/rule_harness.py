@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flows.pipeline import WINDOW_SHARDS, preaggregate_batch
-from flows.steps import Progress, WindowLogic, WindowState, lifecycle_policy
+from flows.steps import Progress, WindowIn, WindowLogic, WindowState, lifecycle_policy
 from ingest.span import EvalResult, LLMSpan
 from metrics.bucket import MINUTE_NS, event_unix_ns, minute_of
 from metrics.catalog import compute
-from metrics.partial import Partial
 from metrics.series import key_of
 from metrics.shard import ShardWindows
 from metrics.watermark import Watermark
@@ -206,7 +205,7 @@ class RuleHarness:
 
     def _step(self, minute: int) -> None:
         batch = self._pending.pop(minute, [])
-        values: list[list[Partial | Progress]] = [[] for _ in self._logics]
+        values: list[list[WindowIn]] = [[] for _ in self._logics]
         for key, partial in preaggregate_batch(self._rules, batch):
             values[int(key.removeprefix("w")) % self.shards].append(partial)
         end = minute + MINUTE_NS
