@@ -7,6 +7,7 @@ giving the same result whatever order records and merges come in.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 OTHER = "other"
@@ -84,7 +85,9 @@ class BoundedSet:
         if len(self._values) >= self.limit and value > self._values[-1]:
             self.is_truncated = True
             return
-        self._values.append(value)
+        # Interned: the same few versions and models sit in every open bucket of every series
+        # (a copy each, ~60 B, when they come from decoded spans or restored snapshots).
+        self._values.append(sys.intern(value))
         self._values.sort()
         if len(self._values) > self.limit:
             self._values.pop()
@@ -113,9 +116,13 @@ class CappedCounts:
             self.add(label, count)
 
     def add(self, label: str, count: int = 1) -> None:
-        if label not in self._counts and len(self._counts) >= self.limit - 1 and label != OTHER:
+        known = self._counts.get(label)
+        if known is not None:
+            self._counts[label] = known + count
+            return
+        if len(self._counts) >= self.limit - 1 and label != OTHER:
             label = OTHER
-        self._counts[label] = self._counts.get(label, 0) + count
+        self._counts[sys.intern(label)] = self._counts.get(label, 0) + count  # see BoundedSet
 
     def get(self, label: str) -> int:
         return self._counts.get(label, 0)

@@ -177,10 +177,10 @@ class Bucket:
     `fold` and `merge` mutate; everything else reads.
     """
 
-    __slots__ = (*COUNTERS, "app_versions", "cost_mix", "error_kinds", "exemplars",
-                 "finish_reasons", "max_event_unix_ns", "min_event_unix_ns", "models",
-                 "prompt_template_versions", "safety_failure_traces", "session_cost_max_pusd",
-                 "sketches", "unknown_cost")
+    __slots__ = (*COUNTERS, "_error_kinds", "_safety_failure_traces", "_unknown_cost",
+                 "app_versions", "cost_mix", "exemplars", "finish_reasons", "max_event_unix_ns",
+                 "min_event_unix_ns", "models", "prompt_template_versions",
+                 "session_cost_max_pusd", "sketches")
 
     def __init__(self) -> None:
         # One chained assignment of every counter in `COUNTERS` (a loop of setattr is ~10x
@@ -200,12 +200,14 @@ class Bucket:
         self.session_cost_max_pusd = 0
         self.min_event_unix_ns: int | None = None
         self.max_event_unix_ns: int | None = None
-        self.error_kinds = CappedCounts(LABEL_LIMIT)
+        # Created on first use (properties below): most minutes have no error, no unknown
+        # cost and no safety failure, and open buckets are a series' largest live objects.
+        self._error_kinds: CappedCounts | None = None
+        self._unknown_cost: CappedCounts | None = None
+        self._safety_failure_traces: BoundedSet | None = None
         self.finish_reasons = CappedCounts(LABEL_LIMIT)
-        self.unknown_cost = CappedCounts(LABEL_LIMIT)
         self.sketches: list[QuantileSketch | None] = [None] * len(SKETCHES)
         self.exemplars = WorstSpans(EXEMPLAR_LIMIT)
-        self.safety_failure_traces = BoundedSet(EXEMPLAR_LIMIT)
         self.prompt_template_versions = BoundedSet(VERSION_LIMIT)
         self.models = BoundedSet(VERSION_LIMIT)
         self.app_versions = BoundedSet(VERSION_LIMIT)
@@ -251,6 +253,29 @@ class Bucket:
     session_cost_sum_pusd: int
     late_folded: int
     too_late: int
+
+    # --- containers created on first use ---
+
+    @property
+    def error_kinds(self) -> CappedCounts:
+        """Failed model calls per error kind."""
+        if self._error_kinds is None:
+            self._error_kinds = CappedCounts(LABEL_LIMIT)
+        return self._error_kinds
+
+    @property
+    def unknown_cost(self) -> CappedCounts:
+        """Model calls without a known cost, per reason."""
+        if self._unknown_cost is None:
+            self._unknown_cost = CappedCounts(LABEL_LIMIT)
+        return self._unknown_cost
+
+    @property
+    def safety_failure_traces(self) -> BoundedSet:
+        """Traces of failed safety evaluations (the smallest ids, bounded)."""
+        if self._safety_failure_traces is None:
+            self._safety_failure_traces = BoundedSet(EXEMPLAR_LIMIT)
+        return self._safety_failure_traces
 
     # --- derived totals ---
 
@@ -396,9 +421,11 @@ class Bucket:
     def merge(self, other: Bucket) -> None:
         """Add every record of `other` (which is left unchanged)."""
         self._merge_scalars(other)
-        self.error_kinds.merge(other.error_kinds.items)
+        if other._error_kinds is not None:
+            self.error_kinds.merge(other._error_kinds.items)
         self.finish_reasons.merge(other.finish_reasons.items)
-        self.unknown_cost.merge(other.unknown_cost.items)
+        if other._unknown_cost is not None:
+            self.unknown_cost.merge(other._unknown_cost.items)
         for index, sketch in enumerate(other.sketches):
             if sketch is not None:
                 mine = self.sketches[index]
@@ -406,8 +433,9 @@ class Bucket:
                     mine = self.sketches[index] = QuantileSketch()
                 mine.merge(sketch)
         self.exemplars.merge(other.exemplars.items)
-        self.safety_failure_traces.merge(other.safety_failure_traces.values,
-                                         other.safety_failure_traces.is_truncated)
+        if other._safety_failure_traces is not None:
+            self.safety_failure_traces.merge(other._safety_failure_traces.values,
+                                             other._safety_failure_traces.is_truncated)
         for mine_set, theirs in ((self.prompt_template_versions, other.prompt_template_versions),
                                  (self.models, other.models),
                                  (self.app_versions, other.app_versions)):
@@ -461,9 +489,11 @@ class Bucket:
             raise ValueError(f"BucketState version {state.version} is not supported; "
                              f"expected {STATE_VERSION}")
         self._merge_scalars(state)
-        self.error_kinds.merge(state.error_kinds)
+        if state.error_kinds:
+            self.error_kinds.merge(state.error_kinds)
         self.finish_reasons.merge(state.finish_reasons)
-        self.unknown_cost.merge(state.unknown_cost)
+        if state.unknown_cost:
+            self.unknown_cost.merge(state.unknown_cost)
         for index, sketch_state in enumerate(state.sketches):
             if sketch_state is not None:
                 mine = self.sketches[index]
@@ -471,7 +501,8 @@ class Bucket:
                     mine = self.sketches[index] = QuantileSketch()
                 mine.merge_state(sketch_state)
         self.exemplars.merge(state.exemplars)
-        self.safety_failure_traces.merge(state.safety_failure_traces, False)
+        if state.safety_failure_traces:
+            self.safety_failure_traces.merge(state.safety_failure_traces, False)
         truncated = state.truncated_versions
         self.prompt_template_versions.merge(state.prompt_template_versions, truncated[0])
         self.models.merge(state.models, truncated[1])
@@ -497,12 +528,13 @@ class Bucket:
             session_cost_max_pusd=self.session_cost_max_pusd,
             min_event_unix_ns=self.min_event_unix_ns,
             max_event_unix_ns=self.max_event_unix_ns,
-            error_kinds=self.error_kinds.items,
+            error_kinds=() if self._error_kinds is None else self._error_kinds.items,
             finish_reasons=self.finish_reasons.items,
-            unknown_cost=self.unknown_cost.items,
+            unknown_cost=() if self._unknown_cost is None else self._unknown_cost.items,
             sketches=tuple(None if s is None else s.to_state() for s in self.sketches),
             exemplars=self.exemplars.items,
-            safety_failure_traces=self.safety_failure_traces.values,
+            safety_failure_traces=(() if self._safety_failure_traces is None
+                                   else self._safety_failure_traces.values),
             prompt_template_versions=self.prompt_template_versions.values,
             models=self.models.values,
             app_versions=self.app_versions.values,

@@ -13,6 +13,7 @@ In: priced model calls (`add`), other mixes (`merge`). Out: `ModelCost` rows per
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -72,7 +73,7 @@ class CostMix:
                 pool = self._rows.setdefault(OTHER_MODELS, [0] * 5)
                 for i, value in enumerate(evicted):
                     pool[i] += value
-        return self._rows.setdefault(model, [0] * 5)
+        return self._rows.setdefault(sys.intern(model), [0] * 5)  # shared, see BoundedSet
 
     def merge(self, rows: Iterable[ModelCostState]) -> None:
         for row in rows:

@@ -6,6 +6,7 @@ of any interval still held, in memory bounded by the slot count whatever the tra
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -90,4 +91,130 @@ class Ring:
         for start, blob in state.entries:
             if ring.covers(start):
                 ring._slots[(start // ring.unit_ns) % size] = blob
+        return ring
+
+
+_REBASE_AT = 2**31
+"""Offsets of a `CompactRing` move back to 0 past this (the joined bytes stay far smaller)."""
+
+
+class CompactRing:
+    """A `Ring` whose blobs sit joined in one bytes object, oldest first, with an array of
+    their end offsets (the same interface and `RingState`).
+
+    That saves a bytes object and a list slot per blob (~50 B; a series holds about 100
+    blobs, so 3-5 KB of its ~50 KB). Putting the newest interval drops the oldest from the
+    front and appends (one copy of the joined bytes); `get` copies one blob out.
+    """
+
+    __slots__ = ("_base", "_ends", "_joined", "end_unix_ns", "size", "unit_ns")
+
+    def __init__(self, unit_ns: int, size: int) -> None:
+        self.unit_ns = unit_ns
+        self.size = size
+        self._joined = b""
+        # Offsets only grow (rebased past 2**31 to fit 4 bytes): `_base` is where `_joined`
+        # starts, the start of the oldest interval held; `_ends[k]` ends the k-th oldest
+        # (equal ends: no data).
+        self._base = 0
+        self._ends = array("I", [0]) * size
+        self.end_unix_ns: int | None = None
+        """End of the newest interval held (exclusive); None before the first `put`."""
+
+    @property
+    def start_unix_ns(self) -> int | None:
+        """Start of the oldest interval held."""
+        return None if self.end_unix_ns is None else self.end_unix_ns - self.size * self.unit_ns
+
+    def covers(self, start_unix_ns: int) -> bool:
+        """Whether the interval starting at `start_unix_ns` is (still) held."""
+        low = self.start_unix_ns
+        return low is not None and self.end_unix_ns is not None \
+            and low <= start_unix_ns < self.end_unix_ns
+
+    def _bounds(self, start_unix_ns: int) -> tuple[int, int, int]:
+        """(age index, start, end in `_joined`) of a held interval."""
+        index = (start_unix_ns - (self.start_unix_ns or 0)) // self.unit_ns
+        ends = self._ends
+        low = ends[index - 1] if index else self._base
+        return index, low - self._base, ends[index] - self._base
+
+    def get(self, start_unix_ns: int) -> bytes | None:
+        """The interval's blob (blobs are never empty: an empty one reads as None)."""
+        if not self.covers(start_unix_ns):
+            return None
+        _, low, high = self._bounds(start_unix_ns)
+        return self._joined[low:high] if high > low else None
+
+    def put(self, start_unix_ns: int, blob: bytes | None) -> None:
+        """Store an interval; a newer start drops the intervals that fall out of the ring."""
+        if start_unix_ns % self.unit_ns:
+            raise ValueError(f"interval start {start_unix_ns} is not aligned to {self.unit_ns}")
+        end = start_unix_ns + self.unit_ns
+        new = blob or b""
+        ends = self._ends
+        if self.end_unix_ns is None or end > self.end_unix_ns:
+            steps = self.size if self.end_unix_ns is None \
+                else min(self.size, (end - self.end_unix_ns) // self.unit_ns)
+            last = ends[-1]
+            if steps >= self.size:  # nothing held survives
+                self._base, self._joined = last, new
+            else:
+                base = ends[steps - 1]
+                self._joined = self._joined[base - self._base:] + new
+                self._base = base
+            del ends[:steps]
+            ends.extend(array("I", [last]) * (steps - 1))
+            if self._base >= _REBASE_AT:
+                for index in range(self.size - 1):
+                    ends[index] -= self._base
+                last -= self._base
+                self._base = 0
+            ends.append(last + len(new))
+            self.end_unix_ns = end
+            return
+        if not self.covers(start_unix_ns):
+            raise ValueError(f"interval {start_unix_ns} is older than the ring holds")
+        index, low, high = self._bounds(start_unix_ns)  # rewriting a held interval (rare)
+        self._joined = b"".join((self._joined[:low], new, self._joined[high:]))
+        delta = len(new) - (high - low)
+        for later in range(index, self.size):
+            ends[later] += delta
+
+    def blobs(self, start_unix_ns: int, end_unix_ns: int) -> Iterator[bytes]:
+        """Blobs of held intervals starting in [start, end)."""
+        if self.end_unix_ns is None:
+            return
+        low = max(start_unix_ns, self.end_unix_ns - self.size * self.unit_ns)
+        low += -low % self.unit_ns
+        for start in range(low, min(end_unix_ns, self.end_unix_ns), self.unit_ns):
+            blob = self.get(start)
+            if blob is not None:
+                yield blob
+
+    def snapshot(self) -> RingState:
+        entries = []
+        if self.end_unix_ns is not None:
+            for start in range(self.end_unix_ns - self.size * self.unit_ns, self.end_unix_ns,
+                               self.unit_ns):
+                blob = self.get(start)
+                if blob is not None:
+                    entries.append((start, blob))
+        return RingState(self.unit_ns, self.end_unix_ns, tuple(entries))
+
+    @classmethod
+    def restore(cls, state: RingState, size: int) -> CompactRing:
+        """A ring of `size` slots (may differ from the snapshot's: older entries then drop)."""
+        ring = cls(state.unit_ns, size)
+        ring.end_unix_ns = state.end_unix_ns
+        start = ring.start_unix_ns
+        if start is None:
+            return ring
+        by_index = {(at - start) // ring.unit_ns: blob for at, blob in state.entries
+                    if ring.covers(at)}
+        total = 0
+        for index in range(size):
+            total += len(by_index.get(index, b""))
+            ring._ends[index] = total
+        ring._joined = b"".join(by_index[index] for index in sorted(by_index))
         return ring

@@ -13,6 +13,7 @@ the least recently touched one is closed early (flagged and counted) to bound me
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,34 @@ from ingest.span import LLMSpan
 from metrics.bucket import PICO_USD
 
 STATE_VERSION = 1
+
+Segment = tuple[int, int, int, int, int]
+"""(first, last, cost in pico-USD, priced calls, calls) of one run of a session's spans."""
+_SEGMENT = struct.Struct("<5q")
+Packed = bytes | tuple[Segment, ...]
+"""A session's segments, sorted: `_SEGMENT`s back to back, or (a value beyond int64) tuples."""
+
+
+def _pack(segments: list[Segment]) -> Packed:
+    # 40 bytes a segment instead of a list of five int objects (~250 B): a busy series keeps
+    # over a hundred open sessions, which were its largest part after the rollup rings.
+    try:
+        return b"".join([_SEGMENT.pack(*seg) for seg in segments])
+    except struct.error:  # a session costing over ~$9M in pico-USD: kept exactly, as tuples
+        return tuple(segments)
+
+
+def _unpack(packed: Packed) -> list[Segment]:
+    if isinstance(packed, bytes):
+        return list(_SEGMENT.iter_unpack(packed))
+    return list(packed)
+
+
+def _first_last(packed: Packed) -> int:
+    """Last event time of the first (earliest) segment."""
+    if isinstance(packed, bytes):
+        return int.from_bytes(packed[8:16], "little", signed=True)
+    return packed[0][1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +122,8 @@ class SessionTracker:
             raise ValueError(f"max_open_sessions must be >= 1, got {max_open}")
         self._idle_ns = idle_timeout // timedelta(microseconds=1) * 1000
         self._max_open = max_open
-        # session id -> its segments [first, last, cost, priced, calls], oldest touch first
-        self._open: dict[str, list[list[int]]] = {}
+        # session id -> its packed segments, sorted; least recently touched session first
+        self._open: dict[str, Packed] = {}
         self._segments = 0
         self._early: list[ClosedSession] = []
         self._closed_early = 0
@@ -112,25 +141,25 @@ class SessionTracker:
         """The earliest idle deadline of an open session."""
         if self._early:
             return min(session.closed_unix_ns for session in self._early)
-        lasts = [seg[1] for segs in self._open.values() for seg in segs]
+        lasts = [seg[1] for packed in self._open.values() for seg in _unpack(packed)]
         return min(lasts) + self._idle_ns if lasts else None
 
     def touch(self, touch: SessionTouch) -> None:
         """Fold activity in, merging every segment it comes within `idle_timeout` of."""
-        merged = [touch.first_unix_ns, touch.last_unix_ns, touch.cost_pusd, touch.priced_calls,
-                  touch.calls]
-        kept: list[list[int]] = []
-        for seg in self._open.pop(touch.session_id, []):
+        merged = (touch.first_unix_ns, touch.last_unix_ns, touch.cost_pusd, touch.priced_calls,
+                  touch.calls)
+        kept: list[Segment] = []
+        for seg in _unpack(self._open.pop(touch.session_id, b"")):
             if seg[0] - merged[1] < self._idle_ns and merged[0] - seg[1] < self._idle_ns:
-                merged = [min(seg[0], merged[0]), max(seg[1], merged[1]), seg[2] + merged[2],
-                          seg[3] + merged[3], seg[4] + merged[4]]
+                merged = (min(seg[0], merged[0]), max(seg[1], merged[1]), seg[2] + merged[2],
+                          seg[3] + merged[3], seg[4] + merged[4])
                 self._segments -= 1
             else:
                 kept.append(seg)
         kept.append(merged)
         kept.sort()
         self._segments += 1
-        self._open[touch.session_id] = kept  # re-inserted: now the most recently touched
+        self._open[touch.session_id] = _pack(kept)  # re-inserted: now the most recently touched
         while self._segments > self._max_open:
             self._evict_oldest()
 
@@ -138,39 +167,38 @@ class SessionTracker:
         """Sessions whose deadline (last span + idle timeout) is <= `unix_ns`, and sessions
         closed early since the last call; by deadline, then id."""
         closed, self._early = self._early, []
-        for session_id in [sid for sid, segs in self._open.items()
-                           if segs[0][1] + self._idle_ns <= unix_ns]:
-            segs = self._open.pop(session_id)
-            still_open = []
-            for seg in segs:
+        for session_id in [sid for sid, packed in self._open.items()
+                           if _first_last(packed) + self._idle_ns <= unix_ns]:
+            still_open: list[Segment] = []
+            for seg in _unpack(self._open.pop(session_id)):
                 if seg[1] + self._idle_ns <= unix_ns:
                     closed.append(self._closed(session_id, seg, is_early=False))
                     self._segments -= 1
                 else:
                     still_open.append(seg)
             if still_open:
-                self._open[session_id] = still_open
+                self._open[session_id] = _pack(still_open)
         closed.sort(key=lambda s: (s.closed_unix_ns, s.session_id, s.first_unix_ns))
         return closed
 
     def _evict_oldest(self) -> None:
         session_id = next(iter(self._open))
-        segs = self._open.pop(session_id)
+        segs = _unpack(self._open.pop(session_id))
         self._early.append(self._closed(session_id, segs.pop(0), is_early=True))
         self._closed_early += 1
         self._segments -= 1
         if segs:
-            self._open = {session_id: segs, **self._open}
+            self._open = {session_id: _pack(segs), **self._open}
 
-    def _closed(self, session_id: str, seg: list[int], *, is_early: bool) -> ClosedSession:
+    def _closed(self, session_id: str, seg: Segment, *, is_early: bool) -> ClosedSession:
         return ClosedSession(session_id, seg[2], seg[3], seg[4], seg[0], seg[1],
                              seg[1] + self._idle_ns, is_early)
 
     def snapshot(self) -> SessionsState:
         return SessionsState(
             version=STATE_VERSION,
-            segments=tuple((sid, seg[0], seg[1], seg[2], seg[3], seg[4])
-                           for sid, segs in self._open.items() for seg in segs),
+            segments=tuple((sid, *seg) for sid, packed in self._open.items()
+                           for seg in _unpack(packed)),
             early=tuple((s.session_id, s.first_unix_ns, s.last_unix_ns, s.cost_pusd,
                          s.priced_calls, s.calls) for s in self._early),
             closed_early=self._closed_early,
@@ -182,9 +210,11 @@ class SessionTracker:
         if state.version != STATE_VERSION:
             raise ValueError(f"SessionsState version {state.version} is not supported")
         tracker = cls(idle_timeout, max_open)
+        segments: dict[str, list[Segment]] = {}
         for sid, first, last, cost, priced, calls in state.segments:
-            tracker._open.setdefault(sid, []).append([first, last, cost, priced, calls])
+            segments.setdefault(sid, []).append((first, last, cost, priced, calls))
             tracker._segments += 1
+        tracker._open = {sid: _pack(segs) for sid, segs in segments.items()}
         tracker._early = [ClosedSession(sid, cost, priced, calls, first, last,
                                         last + tracker._idle_ns, True)
                           for sid, first, last, cost, priced, calls in state.early]

@@ -38,6 +38,11 @@ _UNARY, _DENSE, _SPARSE = 0, 1, 2  # payload layouts, in tie-break order
 _HEADER = 5  # format byte + int32 lowest key
 
 Counts = npt.NDArray[np.int64]
+_NO_ADDS: dict[int, int] = {}
+_NO_PARTS: list[bytes] = []
+"""Shared `_adds` and `_parts` of sketches without pending adds or payloads (never written:
+writers replace them), so a sketch does not carry an empty dict and list (120 B; an open
+bucket has up to 8 sketches)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +88,8 @@ class QuantileSketch:
     __slots__ = ("_adds", "_count", "_dense", "_parts", "_zero")
 
     def __init__(self) -> None:
-        self._adds: dict[int, int] = {}
-        self._parts: list[bytes] = []
+        self._adds: dict[int, int] = _NO_ADDS
+        self._parts: list[bytes] = _NO_PARTS
         self._count = 0
         self._zero = 0
         self._dense: tuple[int, Counts] | None = None
@@ -104,6 +109,8 @@ class QuantileSketch:
             self._zero += 1
             return
         key = key_of(value)
+        if self._adds is _NO_ADDS:
+            self._adds = {}
         self._adds[key] = self._adds.get(key, 0) + 1
         if len(self._adds) > 2 * BIN_LIMIT:
             self._collapse_adds()
@@ -116,6 +123,8 @@ class QuantileSketch:
             self._zero += 1
             return
         adds = self._adds
+        if adds is _NO_ADDS:
+            adds = self._adds = {}
         adds[key] = adds.get(key, 0) + 1
         if len(adds) > 2 * BIN_LIMIT:
             self._collapse_adds()
@@ -127,9 +136,15 @@ class QuantileSketch:
         self._count += other._count
         self._zero += other._zero
         self._dense = None
+        if other._adds and self._adds is _NO_ADDS:
+            self._adds = {}
         for key, count in other._adds.items():
             self._adds[key] = self._adds.get(key, 0) + count
-        self._parts.extend(other._parts)
+        if other._parts:
+            if self._parts is _NO_PARTS:
+                self._parts = list(other._parts)
+            else:
+                self._parts.extend(other._parts)
         if len(self._adds) > 2 * BIN_LIMIT:
             self._collapse_adds()
 
@@ -141,7 +156,7 @@ class QuantileSketch:
         self._zero += state.zero_count
         self._dense = None
         if state.bins:
-            self._parts.append(state.bins)
+            self._add_part(state.bins)
 
     def merge_parts(self, count: int, zero_count: int, bins: bytes) -> None:
         """`merge_state` of a state given as its fields."""
@@ -151,6 +166,12 @@ class QuantileSketch:
         self._zero += zero_count
         self._dense = None
         if bins:
+            self._add_part(bins)
+
+    def _add_part(self, bins: bytes) -> None:
+        if self._parts is _NO_PARTS:
+            self._parts = [bins]
+        else:
             self._parts.append(bins)
 
     def quantile(self, q: float) -> float | None:
@@ -207,7 +228,7 @@ class QuantileSketch:
         np.add.at(dense, keys - low, counts)
         self._dense = (low, dense)
         # Keep one canonical payload instead of many: merged views stay small.
-        self._adds = {}
+        self._adds = _NO_ADDS
         self._parts = [_encode(low, dense)]
         return self._dense
 

@@ -21,7 +21,7 @@ from ingest.span import EvalResult, LLMSpan
 from metrics.bucket import MINUTE_NS, Bucket, event_unix_ns, minute_of
 from metrics.bucket_state import BucketState, pack
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
-from metrics.ring import Ring, RingState
+from metrics.ring import CompactRing, RingState
 from metrics.series import SeriesKey
 from metrics.sessions import SessionsState, SessionTouch, SessionTracker, touch_of
 from metrics.watermark import Lateness, lateness
@@ -132,9 +132,10 @@ class SeriesWindows:
         self._last_seen: int | None = None
         self._too_late = 0
         self._sessions: SessionTracker | None = None
-        self._minutes = Ring(MINUTE_NS, config.minute_slots)
-        self._hours = Ring(HOUR_NS, config.hourly_slots)
-        self._days = Ring(DAY_NS, config.daily_slots)
+        # Joined blobs (`CompactRing`) save ~50 B per blob, 3-5 KB a series.
+        self._minutes = CompactRing(MINUTE_NS, config.minute_slots)
+        self._hours = CompactRing(HOUR_NS, config.hourly_slots)
+        self._days = CompactRing(DAY_NS, config.daily_slots)
         self._hours_rolled: int | None = None
         self._days_rolled: int | None = None
         spread = config.rollup_spread // timedelta(minutes=1)
@@ -421,15 +422,15 @@ class SeriesWindows:
         if state.sessions is not None:
             windows._sessions = SessionTracker.restore(
                 state.sessions, config.session_idle_timeout, config.max_open_sessions)
-        windows._minutes = Ring.restore(state.minutes, config.minute_slots)
-        windows._hours = Ring.restore(state.hours, config.hourly_slots)
-        windows._days = Ring.restore(state.days, config.daily_slots)
+        windows._minutes = CompactRing.restore(state.minutes, config.minute_slots)
+        windows._hours = CompactRing.restore(state.hours, config.hourly_slots)
+        windows._days = CompactRing.restore(state.days, config.daily_slots)
         windows._hours_rolled = state.hours_rolled_until_unix_ns
         windows._days_rolled = state.days_rolled_until_unix_ns
         return windows
 
 
-def _merged(ring: Ring, start: int, end: int) -> bytes | None:
+def _merged(ring: CompactRing, start: int, end: int) -> bytes | None:
     """Packed merge of a ring's blobs in [start, end), None when there are none."""
     blobs = list(ring.blobs(start, end))
     if not blobs:

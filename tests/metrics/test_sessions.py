@@ -91,3 +91,32 @@ def test_snapshot_restore_continues_exactly(items: list[SessionTouch], cut: int)
         restored.touch(touch)
     assert original.close_until(10**20) == restored.close_until(10**20)
     assert original.snapshot() == restored.snapshot()
+
+
+def test_costs_beyond_int64_stay_exact_and_restore() -> None:
+    # Segments are packed as int64s; a larger total (over ~$9M in pico-USD) must not wrap.
+    huge = 2**63 - 10
+    tracker = SessionTracker(IDLE)
+    tracker.touch(SessionTouch("a", 0, 0, huge, 1, 1))
+    tracker.touch(SessionTouch("a", MIN_NS, MIN_NS, 100, 1, 1))  # now past int64
+    tracker.touch(SessionTouch("b", 0, 0, 3, 1, 1))
+    restored = SessionTracker.restore(tracker.snapshot(), IDLE)
+    for t in (tracker, restored):
+        t.touch(SessionTouch("a", 2 * MIN_NS, 2 * MIN_NS, 1, 1, 1))
+    want = [("b", 0, 0, 3, 1, 1), ("a", 0, 2 * MIN_NS, huge + 101, 3, 3)]
+    assert [_as_tuple(s) for s in tracker.close_until(10**20)] == want
+    assert [_as_tuple(s) for s in restored.close_until(10**20)] == want
+
+
+def test_deadlines_and_early_closes_read_packed_segments() -> None:
+    tracker = SessionTracker(IDLE, max_open=2)
+    tracker.touch(SessionTouch("a", 5 * MIN_NS, 5 * MIN_NS, 1, 1, 1))
+    tracker.touch(SessionTouch("a", 100 * MIN_NS, 100 * MIN_NS, 2, 1, 1))  # a second segment
+    assert tracker.next_deadline_unix_ns() == 5 * MIN_NS + IDLE_NS
+    tracker.touch(SessionTouch("b", 50 * MIN_NS, 50 * MIN_NS, 4, 0, 1))  # evicts a's first
+    assert tracker.open_segments == 2 and tracker.closed_early == 1
+    [early] = tracker.close_until(0)
+    assert _as_tuple(early) == ("a", 5 * MIN_NS, 5 * MIN_NS, 1, 1, 1) and early.is_early
+    assert tracker.next_deadline_unix_ns() == 50 * MIN_NS + IDLE_NS
+    assert [_as_tuple(s) for s in tracker.close_until(10**20)] == [
+        ("b", 50 * MIN_NS, 50 * MIN_NS, 4, 0, 1), ("a", 100 * MIN_NS, 100 * MIN_NS, 2, 1, 1)]
