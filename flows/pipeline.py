@@ -321,7 +321,8 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
         # Windows close behind the source watermark by the assembly wait (records held there
         # are not late) plus the allowed lateness.
         return WindowLogic(resume or WindowState(
-            ShardWindows(), new_watermark(window_policy, wait + settings.allowed_lateness),
+            ShardWindows(settings.window_config()),
+            new_watermark(window_policy, wait + settings.allowed_lateness),
             RuleEvaluator(current_rules()), AlertLifecycle()), current_rules,
             options.on_closed, options.on_closed_minutes)
 

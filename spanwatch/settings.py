@@ -9,10 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.config import IngestConfig
+from metrics.windows import WindowConfig
 from notify.config import NotifySettings
 
 
@@ -117,6 +118,14 @@ class Settings(BaseSettings):
         default=timedelta(seconds=30), gt=timedelta(0),
         description="A source partition without progress this long (wall time) no longer "
                     "holds the watermark back.")
+    series_retire_after: timedelta = Field(
+        default=timedelta(hours=6), gt=timedelta(minutes=1),
+        description="A series without records this long (event time) stops emitting empty "
+                    "minutes and its windows are dropped, so state stays bounded. Until then a "
+                    "silent series reports zero traffic (rules with on_missing_data alert).")
+    session_idle_timeout: timedelta = Field(
+        default=timedelta(minutes=30), ge=timedelta(minutes=1),
+        description="A session without calls this long is closed (cost per session).")
     output_file: Path | None = Field(
         default=None, description="Also append findings as JSON lines to this file.")
     recovery: RecoverySettings = Field(default_factory=RecoverySettings)
@@ -129,3 +138,13 @@ class Settings(BaseSettings):
         description="Port of the self-metrics and health server; 0 picks a free one, "
                     "unset (empty) turns it off.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def window_config(self) -> WindowConfig:
+        """Series window timeouts from the settings (sizes stay at their defaults)."""
+        return WindowConfig(retire_after=self.series_retire_after,
+                            session_idle_timeout=self.session_idle_timeout)
+
+    @model_validator(mode="after")
+    def _windows_are_consistent(self) -> Settings:
+        self.window_config()  # raises naming the field (retire_after > session_idle_timeout)
+        return self

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from pydantic import ValidationError
 
 from spanwatch.settings import Settings
 
@@ -31,3 +34,21 @@ def test_typo_in_an_enum_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SPANWATCH_KAFKA__ENCODING", "otlp_protobuf")
     with pytest.raises(ValueError, match=r"kafka\.encoding"):
         Settings()
+
+
+def test_series_retirement_and_session_timeout_reach_the_windows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPANWATCH_SERIES_RETIRE_AFTER", "PT2H")
+    monkeypatch.setenv("SPANWATCH_SESSION_IDLE_TIMEOUT", "PT10M")
+    config = Settings().window_config()
+    assert (config.retire_after, config.session_idle_timeout) == (
+        timedelta(hours=2), timedelta(minutes=10))
+
+
+def test_retiring_series_before_their_sessions_end_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPANWATCH_SERIES_RETIRE_AFTER", "PT20M")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "WindowConfig.retire_after = datetime.timedelta(seconds=1200) is out of range; " \
+           "expected > session_idle_timeout" in str(caught.value)
