@@ -25,7 +25,8 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from spanwatch.demo_traffic import _attrs, _span  # the demo's span builders, same shapes
+# The demo's span builders and GenAI call, same shapes.
+from spanwatch.demo_traffic import _attrs, _span, genai_call
 
 MINUTE_NS = 60 * 1_000_000_000
 SECOND_NS = 1_000_000_000
@@ -176,39 +177,10 @@ def _genai_trace(rng: random.Random, service: Service, trace_id: bytes, start: i
     provider, model = rng.choice(service.models)
     in_incident = (service.name == incident.service and model == incident.model
                    and incident.start_minute <= minute < incident.end_minute)
-    llm_start = start + rng.randrange(5, 40) * 1_000_000
-    ttft = int(rng.lognormvariate(-1.0, 0.35) * SECOND_NS)
-    duration = ttft + int(rng.lognormvariate(0.3, 0.4) * SECOND_NS)
-    attrs: dict[str, object] = {
-        "gen_ai.operation.name": "chat", "gen_ai.system": provider,
-        "gen_ai.request.model": model, "gen_ai.response.model": f"{model}-2024-07-18",
-        "gen_ai.request.stream": True,
-    }
-    error = None
-    events: list[tuple[str, int, dict[str, object]]] = []
-    if in_incident and rng.random() < incident.error_share:
-        duration = int(0.2 * SECOND_NS)
-        error = (f"Error code: 429 - {{'error': {{'message': 'Rate limit reached for {model}', "
-                 "'type': 'requests', 'code': 'rate_limit_exceeded'}}")
-        attrs["error.type"] = "<class 'openai.RateLimitError'>"
-        events.append(("exception", llm_start + duration,
-                       {"exception.type": "openai.RateLimitError", "exception.message": error}))
-    else:
-        attrs.update({
-            "gen_ai.usage.input_tokens": rng.randrange(400, 1800),
-            "gen_ai.usage.output_tokens": rng.randrange(80, 450),
-            "gen_ai.response.finish_reasons": ["stop" if rng.random() < 0.95 else "length"],
-        })
-        events.append(("gen_ai.content.completion.chunk", llm_start + ttft, {}))
-        if rng.random() < 0.3:
-            events.append(("gen_ai.evaluation.result", llm_start + duration,
-                           {"gen_ai.evaluation.name": "relevance",
-                            "gen_ai.evaluation.score.value": round(rng.uniform(0.7, 1.0), 2)}))
-    llm = _span(trace_id, llm_id, root_id, f"chat {model}", kind=Span.SPAN_KIND_CLIENT,
-                start=llm_start, end=llm_start + duration, attrs=attrs, error=error,
-                events=events)
+    llm = genai_call(rng, trace_id, llm_id, root_id, provider=provider, model=model, start=start,
+                     error_share=incident.error_share if in_incident else None)
     root = _span(trace_id, root_id, b"", f"POST {service.endpoints[0]}",
-                 kind=Span.SPAN_KIND_SERVER, start=start, end=llm_start + duration + 3_000_000,
+                 kind=Span.SPAN_KIND_SERVER, start=start, end=llm.end_time_unix_nano + 3_000_000,
                  attrs={"http.route": rng.choice(service.endpoints),
                         "app.prompt_template_version": rng.choice(service.prompts),
                         "app.user_segment": rng.choice(service.segments),

@@ -56,6 +56,12 @@ class Detector(Protocol[StateT]):
     def restore(cls, state: StateT) -> Self: ...
 
 
+def check_version(kind: str, version: int, expected: int) -> None:
+    """Refuse a snapshot of another state layout: restoring it would misread its fields."""
+    if version != expected:
+        raise ValueError(f"{kind} snapshot version {version}; expected {expected}")
+
+
 class DetectorConfigError(ValueError):
     """A detector parameter that is missing, unknown or out of range; the message names the
     parameter, the value and what is allowed."""

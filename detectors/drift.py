@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple, Self
 
-from detectors.base import Score, register
+from detectors.base import Score, check_version, register
 from detectors.params import Params
 from detectors.rings import (
     BucketRing,
@@ -49,11 +49,13 @@ from detectors.rings import (
     Moments,
     RingState,
     Welch,
+    earliest,
     epoch_s,
     format_p,
     format_span,
     is_new_incident,
     is_usable,
+    latest_anomalous,
     p_value,
     parse_direction,
     relative_change,
@@ -156,10 +158,8 @@ class Drift:
             return
         at_s = epoch_s(at)
         score = self.score(value, at, n=n)
-        if score is not None and score.is_anomalous:
-            self._last_anomalous_at_s = max(self._last_anomalous_at_s or at_s, at_s)
-        if self._first_at_s is None or at_s < self._first_at_s:
-            self._first_at_s = at_s
+        self._last_anomalous_at_s = latest_anomalous(score, at_s, self._last_anomalous_at_s)
+        self._first_at_s = earliest(self._first_at_s, at_s)
         self._recent.add(value, at_s, n)
         if score is None or not score.is_anomalous or self.config.learn_anomalies:
             self._baseline.add(value, at_s, n)
@@ -170,8 +170,7 @@ class Drift:
 
     @classmethod
     def restore(cls, state: DriftState) -> Self:
-        if state.version != cls.VERSION:
-            raise ValueError(f"drift snapshot version {state.version}; expected {cls.VERSION}")
+        check_version(cls.kind, state.version, cls.VERSION)
         return cls(state.config, state)
 
 

@@ -41,9 +41,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple, Self
 
-from detectors.base import Score, register
+from detectors.base import Score, check_version, register
 from detectors.params import Params
-from detectors.rings import epoch_s, format_span, is_new_incident, is_usable
+from detectors.rings import (
+    earliest,
+    epoch_s,
+    format_span,
+    is_new_incident,
+    is_usable,
+    latest_anomalous,
+)
 
 
 class Sighting(NamedTuple):
@@ -138,8 +145,7 @@ class Novelty:
 
     def _remember(self, label: str, count: int, at_s: float) -> None:
         config = self.config
-        if self._first_at_s is None or at_s < self._first_at_s:
-            self._first_at_s = at_s
+        self._first_at_s = earliest(self._first_at_s, at_s)
         seen = self._current(label, at_s)
         self._values.pop(label, None)
         if seen is None:
@@ -180,10 +186,8 @@ class Novelty:
             return
         at_s = epoch_s(at)
         score = self.score(value, at, n=n)
-        if score is not None and score.is_anomalous:
-            self._last_anomalous_at_s = max(self._last_anomalous_at_s or at_s, at_s)
-        if self._first_at_s is None or at_s < self._first_at_s:
-            self._first_at_s = at_s
+        self._last_anomalous_at_s = latest_anomalous(score, at_s, self._last_anomalous_at_s)
+        self._first_at_s = earliest(self._first_at_s, at_s)
 
     def snapshot(self) -> NoveltyState:
         return NoveltyState(self.VERSION, self.config, self._first_at_s,
@@ -191,8 +195,7 @@ class Novelty:
 
     @classmethod
     def restore(cls, state: NoveltyState) -> Self:
-        if state.version != cls.VERSION:
-            raise ValueError(f"novelty snapshot version {state.version}; expected {cls.VERSION}")
+        check_version(cls.kind, state.version, cls.VERSION)
         return cls(state.config, state)
 
 

@@ -22,18 +22,18 @@ Anomalous values stay out of the sketch (`learn_anomalies = false`).
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from ddsketch.mapping import LogarithmicMapping
 
-from detectors.base import Score, register
-from detectors.moments import Incident, TimeRing, closeness
+from detectors.base import Score, check_version, register
+from detectors.moments import closeness
 from detectors.params import Params
+from detectors.trailing import TrailingWindow, trailing_params, window_params
 
 VERSION = 1
 RELATIVE_ACCURACY = 0.01
@@ -139,22 +139,19 @@ class _Store:
                 self.zeros)
 
 
-class Percentile:
+class Percentile(TrailingWindow):
     """Compares each value with `factor` x the trailing window's quantile."""
 
     kind: ClassVar[str] = "percentile"
+    config: PercentileConfig
 
-    def __init__(self, config: PercentileConfig) -> None:
-        self.config = config
-        self._incident = Incident()
-        self.rebaseline()
-
-    def rebaseline(self) -> None:
-        """Forget the window and warm up again (a deploy changed the model or prompt)."""
-        self._ring = TimeRing.empty(self.config.window_s)
+    def _reset(self) -> None:
         self._buckets = [_Store.empty() for _ in self._ring.ids]
         self._held = _Store.empty()  # all buckets in the ring merged, kept up to date
-        self._incident = Incident()
+
+    def _clear(self, slot: int) -> None:
+        self._held.merge(self._buckets[slot], sign=-1)
+        self._buckets[slot] = _Store.empty()
 
     def threshold_quantile(self, at: datetime) -> float | None:
         """The window's quantile, or None while the window is too thin."""
@@ -174,7 +171,7 @@ class Percentile:
     def score(self, value: float, at: datetime, *, n: int = 1) -> Score | None:
         """None while warming up, for n < min_samples, and when the quantile is not positive
         (a multiple of zero or less means nothing)."""
-        if n < self.config.min_samples or not math.isfinite(value):
+        if not self._is_scored(value, n):
             return None
         reference = self.threshold_quantile(at)
         if reference is None or reference <= 0:
@@ -189,22 +186,10 @@ class Percentile:
                    f"p{c.quantile * 100:g} {reference:.6g} (limit {c.factor:g}x)")
 
     def learn(self, value: float, at: datetime, *, n: int = 1) -> None:
-        if n < self.config.min_samples or not math.isfinite(value) or n <= 0:
+        slot = None if n <= 0 else self._slot_to_learn(value, at, n)
+        if slot is None:
             return
-        score = self.score(value, at, n=n)
-        is_anomalous = score is not None and score.is_anomalous
-        if score is not None:
-            self._incident.observe(is_anomalous, cooldown=self.config.cooldown)
-        if is_anomalous and not self.config.learn_anomalies:
-            return
-        claimed = self._ring.claim(at.timestamp())
-        if claimed is None:  # older than the window the ring now holds
-            return
-        slot, is_stale = claimed
         bucket = self._buckets[slot]
-        if is_stale:
-            self._held.merge(bucket, sign=-1)
-            bucket = self._buckets[slot] = _Store.empty()
         added = _Store.empty()
         added.add(value, n)
         bucket.merge(added)
@@ -222,35 +207,27 @@ class Percentile:
 
     @classmethod
     def restore(cls, state: PercentileState) -> Self:
-        if state.version != VERSION:
-            raise ValueError(f"percentile snapshot version {state.version}; expected {VERSION}")
+        check_version(cls.kind, state.version, VERSION)
         detector = cls(state.config)
-        detector._ring.ids = list(state.bucket_ids)
+        detector._load(state.bucket_ids, state.incident_open, state.normal_run)
         for slot, (positive, negative, zeros) in enumerate(
                 zip(state.positive, state.negative, state.zeros, strict=True)):
             bucket = _Store(Counter(dict(positive)), Counter(dict(negative)), zeros)
             detector._buckets[slot] = bucket
             detector._held.merge(bucket)
-        detector._incident = Incident(state.incident_open, state.normal_run)
         return detector
 
 
 @register("percentile", example={"window": "1d", "quantile": 0.95, "factor": 2.0})
 def _build(params: Mapping[str, Any]) -> Percentile:
     p = Params(params, "percentile")
-    window = p.duration("window", default="1d", low=timedelta(minutes=1),
-                        high=timedelta(days=365))
+    window_s, window = window_params(p, params, "window")
     config = PercentileConfig(
         quantile=p.number("quantile", default=0.95, low=0.0, high=1.0, low_inclusive=False),
         factor=p.number("factor", default=2.0, low=1.0, high=1e6),
-        window_s=window.total_seconds(),
-        window=str(params.get("window", "1d")),
+        window_s=window_s, window=window,
         min_count=p.integer("min_count", default=100, low=1),
-        min_coverage=p.number("min_coverage", default=0.5, low=0.0, high=1.0,
-                              low_inclusive=False),
-        learn_anomalies=p.flag("learn_anomalies", default=False),
-        cooldown=p.integer("cooldown", default=5, low=1, high=1_000_000),
-        min_samples=p.integer("min_samples", default=1, low=0),
+        **trailing_params(p),
     )
     p.done()
     return Percentile(config)

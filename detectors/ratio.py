@@ -18,15 +18,15 @@ Anomalous points stay out of the baseline (`learn_anomalies = false`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
-from detectors.base import Score, register
-from detectors.moments import Incident, TimeRing, closeness
+from detectors.base import Score, check_version, register
+from detectors.moments import closeness
 from detectors.params import Params
+from detectors.trailing import TrailingWindow, trailing_params, window_params
 
 VERSION = 1
 DIRECTIONS = ("up", "down", "both")
@@ -55,22 +55,18 @@ class RatioState:
     normal_run: int
 
 
-class Ratio:
+class Ratio(TrailingWindow):
     """Compares each value with `factor` x the trailing window's mean."""
 
     kind: ClassVar[str] = "ratio"
+    config: RatioConfig
 
-    def __init__(self, config: RatioConfig) -> None:
-        self.config = config
-        self._incident = Incident()
-        self.rebaseline()
-
-    def rebaseline(self) -> None:
-        """Forget the window and warm up again (a deploy changed the model or prompt)."""
-        self._ring = TimeRing.empty(self.config.window_s)
+    def _reset(self) -> None:
         self._sums = [0.0] * len(self._ring.ids)
         self._weights = [0.0] * len(self._ring.ids)
-        self._incident = Incident()
+
+    def _clear(self, slot: int) -> None:
+        self._sums[slot], self._weights[slot] = 0.0, 0.0
 
     def baseline(self, at: datetime) -> float | None:
         """The n-weighted mean of the trailing window, or None while it is not covered."""
@@ -95,7 +91,7 @@ class Ratio:
     def score(self, value: float, at: datetime, *, n: int = 1) -> Score | None:
         """None while warming up, for n < min_samples, and when the baseline is not positive
         (a ratio to zero or less means nothing)."""
-        if n < self.config.min_samples or not math.isfinite(value):
+        if not self._is_scored(value, n):
             return None
         baseline = self.baseline(at)
         if baseline is None or baseline <= 0:
@@ -112,20 +108,9 @@ class Ratio:
                    f"{baseline:.6g} (limit {c.factor:g}x {c.direction})")
 
     def learn(self, value: float, at: datetime, *, n: int = 1) -> None:
-        if n < self.config.min_samples or not math.isfinite(value):
+        slot = self._slot_to_learn(value, at, n)
+        if slot is None:
             return
-        score = self.score(value, at, n=n)
-        is_anomalous = score is not None and score.is_anomalous
-        if score is not None:
-            self._incident.observe(is_anomalous, cooldown=self.config.cooldown)
-        if is_anomalous and not self.config.learn_anomalies:
-            return
-        claimed = self._ring.claim(at.timestamp())
-        if claimed is None:  # older than the window the ring now holds
-            return
-        slot, is_stale = claimed
-        if is_stale:
-            self._sums[slot], self._weights[slot] = 0.0, 0.0
         self._sums[slot] += value * n
         self._weights[slot] += n
 
@@ -136,30 +121,22 @@ class Ratio:
 
     @classmethod
     def restore(cls, state: RatioState) -> Self:
-        if state.version != VERSION:
-            raise ValueError(f"ratio snapshot version {state.version}; expected {VERSION}")
+        check_version(cls.kind, state.version, VERSION)
         detector = cls(state.config)
-        detector._ring.ids = list(state.bucket_ids)
+        detector._load(state.bucket_ids, state.incident_open, state.normal_run)
         detector._sums, detector._weights = list(state.sums), list(state.weights)
-        detector._incident = Incident(state.incident_open, state.normal_run)
         return detector
 
 
 @register("ratio", example={"baseline": "1d", "factor": 2.0})
 def _build(params: Mapping[str, Any]) -> Ratio:
     p = Params(params, "ratio")
-    window = p.duration("baseline", default="1d", low=timedelta(minutes=1),
-                        high=timedelta(days=365))
+    window_s, window = window_params(p, params, "baseline")
     config = RatioConfig(
         factor=p.number("factor", default=2.0, low=1.0, high=1e6, low_inclusive=False),
-        window_s=window.total_seconds(),
-        window=str(params.get("baseline", "1d")),
+        window_s=window_s, window=window,
         direction=p.choice("direction", default="up", allowed=DIRECTIONS),
-        min_coverage=p.number("min_coverage", default=0.5, low=0.0, high=1.0,
-                              low_inclusive=False),
-        learn_anomalies=p.flag("learn_anomalies", default=False),
-        cooldown=p.integer("cooldown", default=5, low=1, high=1_000_000),
-        min_samples=p.integer("min_samples", default=1, low=0),
+        **trailing_params(p),
     )
     p.done()
     return Ratio(config)

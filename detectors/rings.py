@@ -23,6 +23,7 @@ from typing import Literal, NamedTuple
 
 from scipy import special  # type: ignore[import-untyped]
 
+from detectors.base import Score
 from detectors.params import Params
 
 Direction = Literal["down", "up", "both"]
@@ -196,6 +197,28 @@ def relative_change(value: float, reference: float) -> float:
     if reference != 0:
         return (value - reference) / abs(reference)
     return 0.0 if value == reference else math.copysign(math.inf, value - reference)
+
+
+def is_beyond(change: float, min_change: float, direction: Direction) -> bool:
+    """Whether a relative change reaches `min_change` in `direction` ("both": either way)."""
+    if direction == "up":
+        return change >= min_change
+    if direction == "down":
+        return change <= -min_change
+    return abs(change) >= min_change
+
+
+def latest_anomalous(score: Score | None, at_s: float, last_s: float | None) -> float | None:
+    """The time of the latest anomalous point: `last_s`, moved on to `at_s` if `score` is
+    anomalous (points may arrive out of order, so it never moves back)."""
+    if score is not None and score.is_anomalous:
+        return max(last_s or at_s, at_s)
+    return last_s
+
+
+def earliest(first_s: float | None, at_s: float) -> float:
+    """The time of the first point seen: `first_s`, or `at_s` if that is earlier (or first)."""
+    return at_s if first_s is None or at_s < first_s else first_s
 
 
 def is_new_incident(is_anomalous: bool, at_s: float, last_anomalous_s: float | None,

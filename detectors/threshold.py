@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
-from detectors.base import DetectorConfigError, Score, register
+from detectors.base import DetectorConfigError, Score, check_version, register
 from detectors.moments import Incident
 from detectors.params import Params
 
@@ -94,8 +94,7 @@ class Threshold:
 
     @classmethod
     def restore(cls, state: ThresholdState) -> Self:
-        if state.version != VERSION:
-            raise ValueError(f"threshold snapshot version {state.version}; expected {VERSION}")
+        check_version(cls.kind, state.version, VERSION)
         detector = cls(state.config)
         detector._incident = Incident(state.incident_open, state.normal_run)
         return detector

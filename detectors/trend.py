@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple, Self
 
-from detectors.base import DetectorConfigError, Score, register
+from detectors.base import DetectorConfigError, Score, check_version, register
 from detectors.params import Params
 from detectors.rings import (
     BucketRing,
@@ -48,8 +48,10 @@ from detectors.rings import (
     epoch_s,
     format_p,
     format_span,
+    is_beyond,
     is_new_incident,
     is_usable,
+    latest_anomalous,
     p_value,
     parse_direction,
     relative_change,
@@ -164,9 +166,8 @@ class Trend:
         line = theil_sen(times, means)
         start, end = line.intercept, line.intercept + line.slope * times[-1]
         change = relative_change(end, start)
-        big_enough = {"up": change >= config.min_change, "down": change <= -config.min_change,
-                      "both": abs(change) >= config.min_change}[config.direction]
-        anomalous = big_enough and test.p < config.alpha
+        anomalous = is_beyond(change, config.min_change, config.direction) and (
+            test.p < config.alpha)
         residuals = [abs(y - line.intercept - line.slope * t) for t, y in zip(times, means,
                                                                               strict=True)]
         per = format_span(config.bucket_s)
@@ -185,8 +186,7 @@ class Trend:
             return
         at_s = epoch_s(at)
         score = self.score(value, at, n=n)
-        if score is not None and score.is_anomalous:
-            self._last_anomalous_at_s = max(self._last_anomalous_at_s or at_s, at_s)
+        self._last_anomalous_at_s = latest_anomalous(score, at_s, self._last_anomalous_at_s)
         self._ring.add(value, at_s, n)
 
     def snapshot(self) -> TrendState:
@@ -195,8 +195,7 @@ class Trend:
 
     @classmethod
     def restore(cls, state: TrendState) -> Self:
-        if state.version != cls.VERSION:
-            raise ValueError(f"trend snapshot version {state.version}; expected {cls.VERSION}")
+        check_version(cls.kind, state.version, cls.VERSION)
         return cls(state.config, state)
 
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple, Self
 
-from detectors.base import Score, register
+from detectors.base import Score, check_version, register
 from detectors.params import Params
 from detectors.rings import (
     BucketRing,
@@ -60,8 +60,10 @@ from detectors.rings import (
     epoch_s,
     format_p,
     format_span,
+    is_beyond,
     is_new_incident,
     is_usable,
+    latest_anomalous,
     merge_all,
     p_value,
     parse_direction,
@@ -163,10 +165,9 @@ class TwoSample:
         test = welch(sample, reference)
         p = min(1.0, comparisons * p_value(test.t, test.df, config.direction))
         effect = relative_change(sample.mean, reference.mean)
-        big_enough = {"down": effect <= -config.min_effect, "up": effect >= config.min_effect,
-                      "both": abs(effect) >= config.min_effect}[config.direction]
         enough = self._is_enough(sample)
-        anomalous = enough and big_enough and p < config.alpha
+        anomalous = enough and is_beyond(effect, config.min_effect, config.direction) and (
+            p < config.alpha)
         evidence = (f"Welch t={test.t:.3g}, {format_p(p)}" if enough else
                     f"sample below min_samples {config.min_samples}")
         groups = f", {comparisons} groups" if comparisons > 1 else ""
@@ -195,9 +196,8 @@ class TwoSample:
             return
         at_s = epoch_s(at)
         score = self.score(value, at, n=n)
-        if score is not None and score.is_anomalous:
-            self._series_last_anomalous_at_s = max(self._series_last_anomalous_at_s or at_s,
-                                                   at_s)
+        self._series_last_anomalous_at_s = latest_anomalous(score, at_s,
+                                                            self._series_last_anomalous_at_s)
         self._series.add(value, at_s, n)
 
     def snapshot(self) -> TwoSampleState:
@@ -209,9 +209,7 @@ class TwoSample:
 
     @classmethod
     def restore(cls, state: TwoSampleState) -> Self:
-        if state.version != cls.VERSION:
-            raise ValueError(
-                f"two_sample snapshot version {state.version}; expected {cls.VERSION}")
+        check_version(cls.kind, state.version, cls.VERSION)
         return cls(state.config, state)
 
 

@@ -81,7 +81,7 @@ from statistics import NormalDist
 from typing import Any, ClassVar, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from detectors.base import Score, register
+from detectors.base import Score, check_version, register
 from detectors.moments import (
     Incident,
     Location,
@@ -630,8 +630,7 @@ class ZScore:
 
     @classmethod
     def restore(cls, state: ZScoreState) -> Self:
-        if state.version != VERSION:
-            raise ValueError(f"zscore snapshot version {state.version}; expected {VERSION}")
+        check_version(cls.kind, state.version, VERSION)
         c = state.config
         detector = cls(c)
         detector._count, detector._first_s = state.count, state.first_s

@@ -115,31 +115,29 @@ def generate(start_unix_ns: int, minutes: int = 30, requests_per_minute: int = 6
                        incident=incident)
 
 
-def _support_trace(rng: random.Random, trace_id: bytes, start: int, minute: int,
-                   incident: Incident) -> Iterator[Span]:
-    """OTel GenAI conventions; app context only on the root span, exported after the child."""
-    root_id, llm_id = rng.randbytes(8), rng.randbytes(8)
-    model = "gpt-4o-mini" if rng.random() < 0.8 else "gpt-4o"
-    in_incident = (model == incident.model
-                   and incident.start_minute <= minute < incident.end_minute)
+def genai_call(rng: random.Random, trace_id: bytes, span_id: bytes, root_id: bytes, *,
+               provider: str, model: str, start: int, error_share: float | None) -> Span:
+    """A streamed chat call in OTel GenAI conventions, starting 5-40 ms after `start`: a
+    first-chunk event and sometimes an evaluation event; or, with probability `error_share`
+    (None: never, without drawing), a provider rate-limit error. (Shared with the bench's
+    traffic, so both draw from `rng` in this order.)"""
     llm_start = start + rng.randrange(5, 40) * 1_000_000
     ttft = int(rng.lognormvariate(-1.0, 0.35) * SECOND_NS)
     duration = ttft + int(rng.lognormvariate(0.3, 0.4) * SECOND_NS)
     attrs: dict[str, object] = {
-        "gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+        "gen_ai.operation.name": "chat", "gen_ai.system": provider,
         "gen_ai.request.model": model, "gen_ai.response.model": f"{model}-2024-07-18",
         "gen_ai.request.stream": True,
     }
     error = None
     events: list[tuple[str, int, dict[str, object]]] = []
-    if in_incident and rng.random() < incident.error_share:
+    if error_share is not None and rng.random() < error_share:
         duration = int(0.2 * SECOND_NS)
-        error = ("Error code: 429 - {'error': {'message': 'Rate limit reached for gpt-4o-mini', "
+        error = (f"Error code: 429 - {{'error': {{'message': 'Rate limit reached for {model}', "
                  "'type': 'requests', 'code': 'rate_limit_exceeded'}}")
         attrs["error.type"] = "<class 'openai.RateLimitError'>"
         events.append(("exception", llm_start + duration,
-                       {"exception.type": "openai.RateLimitError",
-                        "exception.message": error}))
+                       {"exception.type": "openai.RateLimitError", "exception.message": error}))
     else:
         attrs.update({
             "gen_ai.usage.input_tokens": rng.randrange(400, 1800),
@@ -151,11 +149,23 @@ def _support_trace(rng: random.Random, trace_id: bytes, start: int, minute: int,
             events.append(("gen_ai.evaluation.result", llm_start + duration,
                            {"gen_ai.evaluation.name": "relevance",
                             "gen_ai.evaluation.score.value": round(rng.uniform(0.7, 1.0), 2)}))
-    yield _span(trace_id, llm_id, root_id, f"chat {model}", kind=Span.SPAN_KIND_CLIENT,
-                start=llm_start, end=llm_start + duration, attrs=attrs, error=error,
-                events=events)
+    return _span(trace_id, span_id, root_id, f"chat {model}", kind=Span.SPAN_KIND_CLIENT,
+                 start=llm_start, end=llm_start + duration, attrs=attrs, error=error,
+                 events=events)
+
+
+def _support_trace(rng: random.Random, trace_id: bytes, start: int, minute: int,
+                   incident: Incident) -> Iterator[Span]:
+    """OTel GenAI conventions; app context only on the root span, exported after the child."""
+    root_id, llm_id = rng.randbytes(8), rng.randbytes(8)
+    model = "gpt-4o-mini" if rng.random() < 0.8 else "gpt-4o"
+    in_incident = (model == incident.model
+                   and incident.start_minute <= minute < incident.end_minute)
+    llm = genai_call(rng, trace_id, llm_id, root_id, provider="openai", model=model,
+                     start=start, error_share=incident.error_share if in_incident else None)
+    yield llm
     yield _span(trace_id, root_id, b"", "POST /chat", kind=Span.SPAN_KIND_SERVER, start=start,
-                end=llm_start + duration + 3_000_000, attrs={
+                end=llm.end_time_unix_nano + 3_000_000, attrs={
                     "http.route": "/chat", "app.prompt_template_version":
                     "support-v7" if rng.random() < 0.5 else "support-v8",
                     "session.id": f"s-{rng.randrange(500)}", "user.id": f"u-{rng.randrange(300)}",

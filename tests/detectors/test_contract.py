@@ -139,6 +139,19 @@ def test_restore_mid_stream_continues_exactly(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_restore_refuses_a_snapshot_of_another_version(kind: str) -> None:
+    """A snapshot of another state layout is refused by name, not misread."""
+    detector = build(example_params(kind))
+    run(detector, stream(2, 60))
+    state = detector.snapshot()
+    for version in (state.version - 1, state.version + 1):
+        with pytest.raises(ValueError, match=f"^{kind} snapshot version {version}; expected "
+                                             f"{state.version}$"):
+            type(detector).restore(dataclasses.replace(state, version=version))
+    assert type(detector).restore(state).snapshot() == state
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_state_size_stays_flat_over_two_weeks_of_minutes(kind: str) -> None:
     """Pickled state after 2, 7 and 14 days of one point a minute differs by at most 10%
     (+ 256 bytes): state is bounded by configuration, not by traffic."""

@@ -568,6 +568,17 @@ def test_level_half_life_accepts_points_or_a_duration() -> None:
      "detector ratio: baseline 'yesterday' is not a duration; expected e.g. 30s, 5m, 1h30m, 7d"),
     ({"kind": "percentile", "quantile": 1.5},
      "detector percentile: quantile is 1.5; expected > 0.0 and <= 1.0"),
+    # The shared trailing-window parameters, after each detector's own (first bad one named).
+    ({"kind": "ratio", "factor": 1.0, "min_coverage": 0},
+     "detector ratio: factor is 1.0; expected > 1.0 and <= 1000000.0"),
+    ({"kind": "ratio", "min_coverage": 0, "cooldown": 0},
+     "detector ratio: min_coverage is 0; expected > 0.0 and <= 1.0"),
+    ({"kind": "percentile", "min_count": 0, "cooldown": 0},
+     "detector percentile: min_count is 0; expected >= 1"),
+    ({"kind": "percentile", "cooldown": 0, "min_samples": -1},
+     "detector percentile: cooldown is 0; expected >= 1 and <= 1000000"),
+    ({"kind": "percentile", "window": "30s"},
+     "detector percentile: window is 30s; expected between 0:01:00 and 365 days, 0:00:00"),
 ])
 def test_invalid_parameters_are_named_with_value_and_range(params: dict[str, Any],
                                                            message: str) -> None:
