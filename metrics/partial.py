@@ -5,8 +5,9 @@ In: the records of one source batch and the `group_by` label sets rules use. Out
 one per (series, minute) with the batch's bucket and session touches of that minute.
 
 Cheap by design: each span's fold is planned once (`plan_of`) however many series it goes to,
-and a partial keeps its live `Bucket` (no `to_state`): in one process the window stage takes
-it over as is; across processes `Bucket.__reduce__` sends its compact state.
+a partial of a few records carries their plans, which the window stage folds straight into the
+series' open bucket; a larger one keeps its live `Bucket` (no `to_state`): in one process the
+window stage takes it over as is; across processes `Bucket.__reduce__` sends its compact state.
 """
 
 from __future__ import annotations
@@ -23,25 +24,68 @@ from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
 from metrics.series import LABELS, SeriesKey, canonical_group_by, label_value, series_key
 from metrics.sessions import SessionTouch, touch_of
 
+PLANNED_MAX = 8
+"""Most records a partial carries as their plans instead of a folded `Bucket`. The receiver
+folds plans straight into the series' open bucket (about 5 us a record), where a bucket costs
+creating it, folding and merging it into the open bucket (about 20 us plus 5 us a record)."""
+
+Planned = SpanPlan | EvalResult
+"""A record as a partial carries it: a span's `plan_of`, or the evaluation itself."""
+
 
 @dataclass(frozen=True, slots=True)
 class Partial:
-    """The records of one batch that fall in one series and minute, aggregated."""
+    """The records of one batch that fall in one series and minute, aggregated: either folded
+    (`folded`) or, for a few records, as their plans (`plans`) for the receiver to fold."""
 
     key: SeriesKey
     minute_start_unix_ns: int
-    bucket: Bucket
+    folded: Bucket | None
     """Owned by the partial's receiver, which may take it over (it is not copied)."""
     sessions: tuple[SessionTouch, ...] = ()
+    plans: tuple[Planned, ...] = ()
+    """The records when `folded` is None, in batch order."""
+    categories: EvalCategories = DEFAULT_CATEGORIES
+    """The categories `plans` are folded with (those of the pre-aggregation)."""
 
     @property
     def records(self) -> int:
-        return self.bucket.records
+        return self.folded.records if self.folded is not None else len(self.plans)
+
+    @property
+    def newest_unix_ns(self) -> int | None:
+        """The highest event time of the records, None when there are none."""
+        if self.folded is not None:
+            return self.folded.max_event_unix_ns
+        return max((_event_of(planned) for planned in self.plans), default=None)
+
+    @property
+    def bucket(self) -> Bucket:
+        """The records folded (a new bucket on each call when they travel as plans)."""
+        if self.folded is not None:
+            return self.folded
+        bucket = Bucket()
+        fold_planned(bucket, self.plans, self.categories)
+        return bucket
 
     @property
     def state(self) -> BucketState:
         """The bucket's plain-data state (computed on each call: not for hot paths)."""
         return self.bucket.to_state()
+
+
+def _event_of(planned: Planned) -> int:
+    return planned.event_unix_ns if isinstance(planned, SpanPlan) else planned.at_unix_ns
+
+
+def fold_planned(bucket: Bucket, plans: Iterable[Planned],
+                 categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
+    """Fold records given as `Planned` into `bucket`."""
+    for planned in plans:
+        if isinstance(planned, SpanPlan):
+            bucket.fold_plan(planned, categories)
+        else:
+            bucket.fold_eval(planned, categories)
 
 
 def preaggregate(records: Iterable[LLMSpan | EvalResult],
@@ -78,12 +122,18 @@ def preaggregate_by(records: Iterable[LLMSpan | EvalResult], key_functions: Sequ
         if old is None:
             merged[slot] = partial
             continue
-        old.bucket.merge(partial.bucket)
         touches = {t.session_id: t for t in old.sessions}
         for touch in partial.sessions:
             touches[touch.session_id] = _joined(touches.get(touch.session_id), touch)
-        merged[slot] = Partial(old.key, old.minute_start_unix_ns, old.bucket,
-                               tuple(sorted(touches.values(), key=lambda t: t.session_id)))
+        sessions = tuple(sorted(touches.values(), key=lambda t: t.session_id))
+        if old.folded is None and partial.folded is None \
+                and len(old.plans) + len(partial.plans) <= PLANNED_MAX:
+            merged[slot] = Partial(old.key, old.minute_start_unix_ns, None, sessions,
+                                   old.plans + partial.plans, categories)
+            continue
+        bucket = old.bucket  # a new bucket if `old` had plans: ours to change
+        bucket.merge(partial.bucket)
+        merged[slot] = Partial(old.key, old.minute_start_unix_ns, bucket, sessions)
     return [merged[slot] for slot in sorted(merged)]
 
 
@@ -156,34 +206,22 @@ def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
         keys = (keys_of(record) if keys_of is not None
                 else tuple(key_of_record(record) for key_of_record in key_functions))
         combos.setdefault((keys, minute_of(event_unix_ns(record))), []).append(record)
-    buckets: dict[tuple[int, SeriesKey, int], Bucket] = {}
+    # Per slot (key function, series, minute): the record lists of the combos that reach it.
+    by_slot: dict[tuple[int, SeriesKey, int], list[list[Planned]]] = {}
+    counts: dict[tuple[int, SeriesKey, int], int] = {}
+    shared_uses: dict[int, int] = {}
+    """Slots folded from a combo's list, by `id` of the list, while the list may be shared."""
     touches: dict[tuple[int, SeriesKey, int], dict[str, SessionTouch]] = {}
     for (keys, minute), members in combos.items():
         slots = [(index, key, minute) for index, key in enumerate(keys) if key is not None]
         if not slots:
             continue
-        if len(members) >= SHARED_FOLD_MIN and len(slots) > 1:
-            shared = Bucket()
-            for record in members:
-                _fold(shared, record, None, categories)
-            for slot in slots[1:]:
-                bucket = buckets.get(slot)
-                if bucket is None:
-                    bucket = buckets[slot] = Bucket()
-                bucket.merge(shared)
-            bucket = buckets.get(slots[0])
-            if bucket is None:
-                buckets[slots[0]] = shared  # merged everywhere else already: adopt it
-            else:
-                bucket.merge(shared)
-        else:
-            for record in members:
-                plan = plan_of(record) if isinstance(record, LLMSpan) else None
-                for slot in slots:
-                    bucket = buckets.get(slot)
-                    if bucket is None:
-                        bucket = buckets[slot] = Bucket()
-                    _fold(bucket, record, plan, categories)
+        planned: list[Planned] = [plan_of(r) if isinstance(r, LLMSpan) else r for r in members]
+        if len(planned) >= SHARED_FOLD_MIN and len(slots) > 1:
+            shared_uses[id(planned)] = 0
+        for slot in slots:
+            by_slot.setdefault(slot, []).append(planned)
+            counts[slot] = counts.get(slot, 0) + len(planned)
         for record in members:
             touch = touch_of(record) if isinstance(record, LLMSpan) else None
             if touch is None:
@@ -191,18 +229,52 @@ def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
             for slot in slots:
                 by_session = touches.setdefault(slot, {})
                 by_session[touch.session_id] = _joined(by_session.get(touch.session_id), touch)
-    return [(index, Partial(key, minute, bucket,
-                            tuple(sorted(touches.get((index, key, minute), {}).values(),
-                                         key=lambda t: t.session_id))))
-            for (index, key, minute), bucket in sorted(buckets.items(), key=lambda i: i[0])]
+    folded_slots = [slot for slot, count in counts.items() if count > PLANNED_MAX]
+    for slot in folded_slots:
+        for planned in by_slot[slot]:
+            if id(planned) in shared_uses:
+                shared_uses[id(planned)] += 1
+    shared: dict[int, Bucket] = {}
+    out: list[tuple[int, Partial]] = []
+    for slot in sorted(by_slot):
+        index, key, minute = slot
+        sessions = tuple(sorted(touches.get(slot, {}).values(), key=lambda t: t.session_id))
+        lists = by_slot[slot]
+        if counts[slot] <= PLANNED_MAX:
+            plans = tuple(lists[0]) if len(lists) == 1 else tuple(p for ps in lists for p in ps)
+            out.append((index, Partial(key, minute, None, sessions, plans, categories)))
+            continue
+        out.append((index, Partial(key, minute, _folded(lists, shared_uses, shared, categories),
+                                   sessions)))
+    return out
 
 
-def _fold(bucket: Bucket, record: LLMSpan | EvalResult, plan: SpanPlan | None,
-          categories: EvalCategories) -> None:
-    if isinstance(record, LLMSpan):
-        bucket.fold_plan(plan if plan is not None else plan_of(record), categories)
-    else:
-        bucket.fold_eval(record, categories)
+def _folded(lists: list[list[Planned]], shared_uses: dict[int, int], shared: dict[int, Bucket],
+            categories: EvalCategories) -> Bucket:
+    """One slot's bucket from its combos' record lists. A list shared by several folded slots
+    is folded once into a common bucket, merged into each, adopted by the last."""
+    bucket: Bucket | None = None
+    for planned in lists:
+        uses = shared_uses.get(id(planned))
+        if uses is None or (uses < 2 and id(planned) not in shared):
+            # This slot's alone (or its last user, the list not yet folded): fold it here.
+            if bucket is None:
+                bucket = Bucket()
+            fold_planned(bucket, planned, categories)
+            continue
+        common = shared.get(id(planned))
+        if common is None:
+            common = shared[id(planned)] = Bucket()
+            fold_planned(common, planned, categories)
+        shared_uses[id(planned)] = uses - 1
+        if bucket is None and uses == 1:
+            bucket = common  # merged everywhere else already: adopt it
+        else:
+            if bucket is None:
+                bucket = Bucket()
+            bucket.merge(common)
+    assert bucket is not None  # every slot has a record
+    return bucket
 
 
 def _joined(old: SessionTouch | None, new: SessionTouch) -> SessionTouch:

@@ -65,8 +65,13 @@ class ShardWindows:
 
     def add_partial(self, partial: Partial, watermark_unix_ns: int | None = None) -> Lateness:
         """Merge a pre-aggregated partial; all its records share one verdict."""
-        verdict = self._windows(partial.key).add_partial(
-            partial.minute_start_unix_ns, partial.bucket, partial.sessions, watermark_unix_ns)
+        windows = self._windows(partial.key)
+        if partial.folded is None:
+            verdict = windows.add_planned(partial.minute_start_unix_ns, partial.plans,
+                                          partial.categories, partial.sessions, watermark_unix_ns)
+        else:
+            verdict = windows.add_partial(partial.minute_start_unix_ns, partial.folded,
+                                          partial.sessions, watermark_unix_ns)
         self.late.count(verdict, partial.records)
         return verdict
 

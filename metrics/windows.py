@@ -14,13 +14,15 @@ ring, which holds enough to cover the gap.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ingest.span import EvalResult, LLMSpan
-from metrics.bucket import MINUTE_NS, Bucket, event_unix_ns, minute_of
+from metrics.bucket import MINUTE_NS, Bucket, SpanPlan, event_unix_ns, minute_of
 from metrics.bucket_state import BucketState, pack
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
+from metrics.partial import Planned, fold_planned
 from metrics.ring import CompactRing, RingState
 from metrics.series import SeriesKey
 from metrics.sessions import SessionsState, SessionTouch, SessionTracker, touch_of
@@ -220,6 +222,26 @@ class SeriesWindows:
             self._session_tracker().touch(touch)
         if newest is not None:
             self._seen(newest)
+        return verdict
+
+    def add_planned(self, minute_start_unix_ns: int, plans: Sequence[Planned],
+                    categories: EvalCategories, sessions: tuple[SessionTouch, ...] = (),
+                    watermark_unix_ns: int | None = None) -> Lateness:
+        """`add_partial` for a partial that carries its records' plans: they are folded
+        straight into the minute's bucket (no partial bucket to build and merge), with the
+        same single verdict for all of them."""
+        newest = max(p.event_unix_ns if isinstance(p, SpanPlan) else p.at_unix_ns for p in plans)
+        verdict = lateness(newest, None, watermark_unix_ns)
+        if self._closed_until is not None and minute_start_unix_ns < self._closed_until:
+            self._too_late += len(plans)
+            return "too_late"
+        bucket = self._bucket(minute_start_unix_ns)
+        fold_planned(bucket, plans, categories)
+        if verdict == "late_folded":
+            bucket.late_folded += len(plans)
+        for touch in sessions:
+            self._session_tracker().touch(touch)
+        self._seen(newest)
         return verdict
 
     def _bucket(self, minute: int, adopt: Bucket | None = None) -> Bucket:

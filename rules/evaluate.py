@@ -65,10 +65,14 @@ class RuleEvaluator:
         for start in sorted(by_minute):
             end = start + MINUTE_NS
             keys = {minute.key for minute in by_minute[start]}
+            # Keys by family slot, each worked out once (not once per rule), in `keys` order.
+            by_family: dict[tuple[tuple[str, ...], str], list[SeriesKey]] = {}
+            for key in keys:
+                by_family.setdefault(_family_slot(key), []).append(key)
             for compiled in self._compiled:
                 if compiled.is_detector and end % compiled.over_ns:
                     continue  # detectors see one point per `over`
-                mine = [k for k in keys if _belongs(k, compiled.family)]
+                mine = by_family.get((compiled.family.group_by, compiled.family.tag), [])
                 if compiled.family.across is not None:
                     out.extend(self._across(compiled, mine, views, end))
                 else:
@@ -208,10 +212,12 @@ def _compile(config: RulesConfig) -> tuple[_Compiled, ...]:
                            rule.when is None) for rule in config.rules)
 
 
-def _belongs(key: SeriesKey, family: Family) -> bool:
+def _family_slot(key: SeriesKey) -> tuple[tuple[str, ...], str]:
+    """(group_by, tag) of the family a series key belongs to."""
     names = tuple(name for name, _ in key if not name.startswith("~"))
     tag = next((value for name, value in key if name.startswith("~")), "")
-    return names == family.group_by and tag == family.tag
+    return names, tag
+
 
 
 def _version_sets(bucket: Bucket) -> _Versions:
