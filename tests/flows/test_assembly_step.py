@@ -8,11 +8,14 @@ from __future__ import annotations
 import pickle
 import time
 from datetime import timedelta
+from typing import cast
 
 from flows.pipeline import preaggregate_batch
 from flows.steps import (
+    AssemblyIn,
     AssemblyLogic,
     AssemblyState,
+    Batch,
     Progress,
     WatermarkPolicy,
     WindowLogic,
@@ -59,9 +62,11 @@ def assembly_step() -> AssemblyLogic:
 
 
 def run(step: AssemblyLogic, batch: list[Record | Progress]) -> list[Record | Progress]:
-    out, done = step.on_batch(batch)
+    out, done = step.on_batch(list[AssemblyIn](batch))
     assert not done
-    return list(out)
+    items = list(out)
+    assert not any(isinstance(item, Batch) for item in items)  # unbatched in, unbatched out
+    return cast(list[Record | Progress], items)
 
 
 def test_child_in_one_backlog_batch_gets_the_root_from_the_next() -> None:

@@ -32,13 +32,20 @@ from confluent_kafka import Producer
 
 from flows.pipeline import FlowOptions, FlowSinks, build_flow, partition_key
 from flows.sinks import CallbackSink
-from flows.steps import Progress, WatermarkPolicy, WindowLogic, WindowState, new_watermark
+from flows.steps import (
+    Progress,
+    WatermarkPolicy,
+    WindowIn,
+    WindowLogic,
+    WindowState,
+    new_watermark,
+)
 from ingest.assembly import Record
 from ingest.config import IngestConfig
 from ingest.decode import Decoded, Decoder, SourceMessage
 from ingest.span import LLMSpan
 from metrics.bucket import Bucket, event_unix_ns
-from metrics.partial import Partial, preaggregate_by
+from metrics.partial import preaggregate_by
 from metrics.series import SeriesKey
 from metrics.shard import ShardWindows
 from metrics.windows import ClosedMinute
@@ -408,7 +415,7 @@ def test_progress_that_waited_in_the_pipeline_does_not_idle_its_partition() -> N
     fed: list[LLMSpan] = []
     (family,) = families(rules)
 
-    def batch(message: Message, name: str, read_at: int) -> list[Partial | Progress]:
+    def batch(message: Message, name: str, read_at: int) -> list[WindowIn]:
         """The message's partials, then its progress (as forwarded, read at `read_at`)."""
         decoded = decoder.decode(SourceMessage(topic="t", partition=message.partition,
                                                offset=0, key=None, value=message.value))
