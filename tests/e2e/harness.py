@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,12 @@ def e2e_rules(pagerduty_url: str, compress: Mapping[str, tuple[str, str]] = {}) 
     environment), `compress` {rule: (old detector text, new)} applied, plus `END_RULE`."""
     text = SHIPPED_RULES.read_text()
     text = _replace_once(text, 'kind = "pagerduty"', f'kind = "pagerduty"\nurl = "{pagerduty_url}"')
+    # The digest's last scheduled send must lie before the traffic (5 h back): a run started
+    # just after the shipped 09:00 Berlin send would catch that digest up at start, and the
+    # preview would then begin after the traffic. 12 h ahead keeps the previous one 12 h back.
+    send_at = (datetime.now(UTC) + timedelta(hours=12)).strftime("%H:%M")
+    text = _replace_once(text, 'send_at = "09:00"', f'send_at = "{send_at}"')
+    text = _replace_once(text, 'timezone = "Europe/Berlin"', 'timezone = "UTC"')
     for rule, (old, new) in compress.items():
         start = text.index(f'name = "{rule}"')
         end = text.find("[[rules]]", start)
