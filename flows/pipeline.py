@@ -54,6 +54,7 @@ from flows.steps import (
 )
 from ingest.assembly import Record, TraceAssembler
 from ingest.decode import DeadLetter, Decoded, Decoder
+from metrics.bucket import event_unix_ns
 from metrics.partial import LabelKeys, Partial, preaggregate_each
 from metrics.series import SeriesKey
 from metrics.shard import ShardWindows
@@ -131,18 +132,13 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]
         _count(result)
         partition = partition_key(message.topic, message.partition)  # type: ignore[union-attr]
         newest = progress.get(partition, -1)
-        for span in result.spans:
-            index = shard_of.get(span.trace_id)
+        decoded_records: tuple[Record, ...] = (*result.spans, *result.evals)
+        for record in decoded_records:
+            index = shard_of.get(record.trace_id)
             if index is None:
-                index = shard_of[span.trace_id] = _shard_index(span.trace_id)
-            by_shard[index].append(span)
-            newest = max(newest, span.end_unix_ns)
-        for result_eval in result.evals:
-            index = shard_of.get(result_eval.trace_id)
-            if index is None:
-                index = shard_of[result_eval.trace_id] = _shard_index(result_eval.trace_id)
-            by_shard[index].append(result_eval)
-            newest = max(newest, result_eval.at_unix_ns)
+                index = shard_of[record.trace_id] = _shard_index(record.trace_id)
+            by_shard[index].append(record)
+            newest = max(newest, event_unix_ns(record))
         if newest >= 0:
             progress[partition] = newest
     if decoded:
