@@ -29,25 +29,6 @@ ACTIVE_SERIES = Gauge("spanwatch_active_series", "Series with windows kept, by w
                       ["shard"])
 ALERTS = Gauge("spanwatch_alerts", "Alert instances by lifecycle state and tier (pending, "
                "firing), summed over the window shards of this process", ["state", "tier"])
-CONSUMER_LAG = Gauge("spanwatch_consumer_lag_messages",
-                     "Broker high watermark minus the next offset to read, per source partition "
-                     "this process reads (sampled every 15 s)", ["topic", "partition"])
-
-# Last offset read per (topic, partition): the flow writes it once per batch, the lag monitor
-# reads it. A plain dict under a lock: cheaper than a labelled gauge on the hot path.
-_offsets_lock = threading.Lock()
-_read_offsets: dict[tuple[str, int], int] = {}
-
-
-def record_offset(topic: str, partition: int, offset: int) -> None:
-    with _offsets_lock:
-        if offset > _read_offsets.get((topic, partition), -1):
-            _read_offsets[(topic, partition)] = offset
-
-
-def read_offsets() -> dict[tuple[str, int], int]:
-    with _offsets_lock:
-        return dict(_read_offsets)
 
 
 # Alert counts per window shard, so shards of one process do not overwrite each other's.

@@ -11,7 +11,6 @@ from bytewax.connectors.kafka import (
 )
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
-from flows import instruments
 from ingest.decode import DeadLetter, SourceMessage
 from spanwatch.settings import KafkaSettings
 
@@ -61,16 +60,3 @@ def to_dead_letter_message(letter: DeadLetter) -> KafkaSinkMessage[bytes | None,
     """The original key and value, unchanged, with the reason and origin in headers."""
     return KafkaSinkMessage(key=letter.source.key, value=letter.source.value,
                             headers=letter.headers())
-
-
-def record_offsets(items: list[KafkaItem]) -> None:
-    """The last offset read per partition, once per batch, for the consumer-lag gauge."""
-    newest: dict[tuple[str, int], int] = {}
-    for item in items:
-        msg = item.msg if isinstance(item, KafkaError) else item
-        if msg.topic is not None and msg.partition is not None and msg.offset is not None:
-            key = (msg.topic, msg.partition)
-            if msg.offset > newest.get(key, -1):
-                newest[key] = msg.offset
-    for (topic, partition), offset in newest.items():
-        instruments.record_offset(topic, partition, offset)

@@ -33,7 +33,6 @@ from flows.kafka_io import (
     KafkaItem,
     build_dead_letter_sink,
     build_source,
-    record_offsets,
     to_dead_letter_message,
     to_source_message,
 )
@@ -119,7 +118,6 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]
     by_shard: list[list[Record]] = [[] for _ in ASSEMBLY_KEYS]
     shard_of: dict[str, int] = {}
     """Trace id -> shard index, for this batch (a trace's spans usually arrive together)."""
-    record_offsets(items)
     decoded = dead = 0
     for item in items:
         message = to_source_message(item)

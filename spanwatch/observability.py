@@ -4,8 +4,8 @@ One small HTTP server (stdlib, a daemon thread) serves
   /metrics  the Prometheus text format of every spanwatch_* metric (flows/instruments.py),
   /healthz  liveness: 200 while the flow runs, 503 once it stopped or crashed,
   /readyz   readiness: 200 once the flow started and rules are loaded, with a JSON body.
-Consumer lag is measured by a background thread against the broker's high watermarks, so the
-flow's hot path only records the last offset it read per partition.
+Consumer lag is Bytewax's own gauge, `bytewax_kafka_consumer_lag` (librdkafka statistics, every
+second while the source polls), served on /metrics with ours.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from flows import instruments
+from flows import instruments as _flow_instruments  # noqa: F401  # registers spanwatch_* on import
 from notify import instruments as notify_instruments
 
 log = logging.getLogger("spanwatch.observability")
@@ -130,37 +130,9 @@ class ObservabilityServer:
         self._server.server_close()
 
 
-HighWatermarks = Callable[[str, int], int]  # (topic, partition) -> high watermark offset
-
-
-class LagMonitor:
-    """Consumer lag per partition = broker high watermark - (last offset read + 1).
-
-    Only partitions this process has read from get a figure (in a cluster each process
-    reports its own partitions).
-    """
-
-    def __init__(self, high_watermark: HighWatermarks) -> None:
-        self._high = high_watermark
-
-    def sample(self) -> dict[tuple[str, int], int]:
-        lags: dict[tuple[str, int], int] = {}
-        for (topic, partition), offset in instruments.read_offsets().items():
-            try:
-                high = self._high(topic, partition)
-            except Exception as exc:  # noqa: BLE001 - a broker hiccup must not stop sampling
-                log.warning("consumer lag: cannot read the high watermark of %s[%d]: %s",
-                            topic, partition, exc)
-                continue
-            lag = max(0, high - offset - 1)
-            instruments.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
-            lags[(topic, partition)] = lag
-        return lags
-
-
 class Sampler:
     """Runs gauge-sampling callbacks every `interval_s` in a daemon thread, off the hot path
-    (consumer lag needs a broker round trip, outbox depth a SQLite query)."""
+    (outbox depth is a SQLite query)."""
 
     def __init__(self, samples: list[Callable[[], object]], interval_s: float = 15.0) -> None:
         self._samples = samples
@@ -188,21 +160,6 @@ class Sampler:
             self.sample_now()
 
 
-def kafka_high_watermarks(client_config: Mapping[str, str]) -> HighWatermarks:
-    """High watermarks through a group-less confluent-kafka consumer that never commits."""
-    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
-
-    consumer = Consumer({**client_config, "group.id": "spanwatch-lag-probe",
-                         "enable.auto.commit": "false"})
-
-    def high(topic: str, partition: int) -> int:
-        _low, high_offset = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                           timeout=5.0, cached=False)
-        return int(high_offset)
-
-    return high
-
-
 class PendingCounter(Protocol):
     def pending_count(self, receiver: str | None = None) -> int: ...
 
@@ -223,17 +180,16 @@ class Observability:
             self.server.stop()
 
 
-def start_observability(*, host: str, port: int | None, kafka_client_config: Mapping[str, str],
+def start_observability(*, host: str, port: int | None,
                         outbox: PendingCounter, receivers: list[str],
                         details: Callable[[], Mapping[str, Any]] = dict) -> Observability:
-    """Start the lag / outbox sampler and, unless `port` is None, the HTTP endpoints."""
-    lag = LagMonitor(kafka_high_watermarks(kafka_client_config))
+    """Start the outbox sampler and, unless `port` is None, the HTTP endpoints."""
 
     def outbox_depth() -> None:
         for receiver in receivers:
             notify_instruments.OUTBOX_DEPTH.labels(receiver).set(outbox.pending_count(receiver))
 
-    sampler = Sampler([lag.sample, outbox_depth])
+    sampler = Sampler([outbox_depth])
     health = Health(running=True, details=details)
     server = ObservabilityServer(host, port, health) if port is not None else None
     sampler.start()

@@ -182,7 +182,7 @@ def run_forever(settings: Settings, workers: int = 1, *, process_id: int | None 
     runtime.start()
     observability = start_observability(
         host=settings.http_host, port=settings.http_port,
-        kafka_client_config=settings.kafka.client_config(), outbox=runtime.outbox,
+        outbox=runtime.outbox,
         receivers=list(rules.receivers),
         details=lambda: {"rules": len(live_rules().rules), "topic": settings.kafka.spans_topic})
     stopped = "stopped"
