@@ -15,6 +15,7 @@ from ingest.span import EvalResult, LLMSpan
 from metrics.evals import DEFAULT_CATEGORIES
 from rules.load import parse_rules
 from tests.fakes.rule_harness import RuleHarness
+from tests.fakes.rules_toml import CONSOLE_TIERS
 from tests.fakes.traffic import (
     DAY_NS,
     GROUNDEDNESS_EVAL,
@@ -289,16 +290,7 @@ def test_a_day_of_traffic_takes_seconds() -> None:
 
 # --- harness ---
 
-RULES = """
-[receivers.console]
-kind = "console"
-[tiers.1]
-receivers = ["console"]
-[tiers.2]
-receivers = ["console"]
-[tiers.3]
-receivers = ["console"]
-
+RULES = CONSOLE_TIERS + """
 [[rules]]
 name = "errors"
 tier = 1

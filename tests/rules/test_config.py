@@ -23,22 +23,11 @@ from rules.config import (
 from rules.load import load_rules, parse_rules
 from rules.records import AlertEvent, Evaluation
 from rules.silences import Matcher, parse_matchers
+from tests.fakes.rules_toml import CONSOLE_TIERS
 
 SHIPPED = load_rules(Path(__file__).resolve().parents[2] / "alerts.toml")
-HEAD = """\
-[receivers.console]
-kind = "console"
-[tiers.1]
-receivers = ["console"]
-[tiers.2]
-receivers = ["console"]
-[tiers.3]
-receivers = ["console"]
-"""
-
-
 def one_rule(body: str) -> RulesConfig:
-    return parse_rules(HEAD + '[[rules]]\nname = "r"\nrunbook = "Fix it."\n' + body)
+    return parse_rules(CONSOLE_TIERS + '[[rules]]\nname = "r"\nrunbook = "Fix it."\n' + body)
 
 
 @pytest.mark.parametrize("module", [rules.config, rules.silences])
@@ -91,7 +80,8 @@ def test_defaults_depend_on_metric_and_tier() -> None:
 
 
 def test_tier_timing_defaults_and_overrides() -> None:
-    config = parse_rules(HEAD.replace('[tiers.2]\n', '[tiers.2]\nrepeat_interval = "1h"\n'))
+    config = parse_rules(CONSOLE_TIERS.replace('[tiers.2]\n',
+                                               '[tiers.2]\nrepeat_interval = "1h"\n'))
     assert config.tiers[1].repeat_interval == timedelta(minutes=30)
     assert config.tiers[2].repeat_interval == timedelta(hours=1)
     assert config.tiers[2].group_wait == timedelta(minutes=1)

@@ -10,17 +10,9 @@ from pathlib import Path
 import pytest
 
 from rules.load import RulesError, RulesWatcher, TomlPositions, parse_rules
+from tests.fakes.rules_toml import CONSOLE_TIERS
 
-VALID = """\
-[receivers.console]
-kind = "console"
-[tiers.1]
-receivers = ["console"]
-[tiers.2]
-receivers = ["console"]
-[tiers.3]
-receivers = ["console"]
-
+VALID = CONSOLE_TIERS + """
 [[rules]]
 name = "error-rate-high"
 tier = 1
