@@ -11,8 +11,13 @@ processes hits them alike (compare the ratios, not the absolute figures, on a sh
   parse-only      `ExportTraceServiceRequest.FromString` + touching every span (the floor)
   targeted        the issue's "straightforward targeted extraction" (fields into a dict only)
   generic         the dialect-agnostic path (raw attribute dicts -> `Normaliser`)
-  decode          `Decoder.decode`, what the flow calls (fast path for `otlp_proto`)
+  decode          `Decoder.decode`, what the flow calls (fast path for `otlp_proto`), its caches
+                  warm from earlier runs as in a running flow
+  decode_cold     the same with a new `Decoder` each run: every attribute, resource and model
+                  name is new to its caches once (the traffic's first pass)
   decode_many     `Decoder.decode_many` over the same messages, 100 at a time
+  decode_batch    the flow's decode step `flows.pipeline.decode_batch` (decode, counters, shard
+                  placement, progress), 100 Kafka messages per batch
 
 `--semconv latest` rewrites the GenAI services' `gen_ai.system` to `gen_ai.provider.name`
 (current semantic conventions); `--profile` prints a cProfile of `decode` by own time.
@@ -29,16 +34,22 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bytewax.connectors.kafka import KafkaSourceMessage
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
 from bench.traffic import MINUTE_NS, generate
+from flows.kafka_io import KafkaItem
+from flows.pipeline import decode_batch
 from ingest.config import IngestConfig
 from ingest.decode import Decoder, SourceMessage
+
+_T = TypeVar("_T")
 
 
 def messages(spans: int, per_message: int, semconv: str) -> tuple[list[SourceMessage], int]:
@@ -112,6 +123,12 @@ def each(decode: Callable[[SourceMessage], object], msgs: list[SourceMessage]) -
         decode(m)
 
 
+def batched(step: Callable[[list[_T]], object], items: list[_T]) -> None:
+    # As the flow runs a step: 100 items a batch, each batch's output dropped after it.
+    for i in range(0, len(items), 100):
+        step(items[i:i + 100])
+
+
 def timed(fn: Callable[[], object], spans: int, runs: int) -> list[float]:
     out = []
     for _ in range(runs):
@@ -135,13 +152,18 @@ def main() -> int:
     msgs, spans = messages(args.spans, args.per_message, args.semconv)
     decoder = Decoder(IngestConfig())
     generic = Decoder(IngestConfig(), fast=False)
+    fresh = [Decoder(IngestConfig()) for _ in range(args.runs + 1)]  # one per decode_cold run
+    items: list[KafkaItem] = [KafkaSourceMessage(key=None, value=m.value, topic=m.topic,
+                                                 partition=0, offset=m.offset) for m in msgs]
     variants: dict[str, Callable[[], object]] = {
         "parse-only": lambda: parse_only(msgs),
         "targeted": lambda: targeted(msgs),
         "generic": lambda: each(generic.decode, msgs),
         "decode": lambda: each(decoder.decode, msgs),
+        "decode_cold": lambda: each(fresh.pop().decode, msgs),
         "decode_many": lambda: [decoder.decode_many(msgs[i:i + 100])
                                 for i in range(0, len(msgs), 100)][-1],
+        "decode_batch": lambda: batched(lambda b: decode_batch(decoder, b), items),
     }
     fast = decoder._fast
     assert fast is not None and fast.decode(msgs[0].value or b"") is not None

@@ -22,37 +22,16 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
-from operator import attrgetter
+from dataclasses import dataclass, field, replace
 
 from ingest.span import EvalResult, LLMSpan, TraceContext
 
 Record = LLMSpan | EvalResult
 
 
-def _fast_with_context() -> Callable[[LLMSpan, TraceContext], LLMSpan] | None:
-    """`LLMSpan.with_context` without `dataclasses.replace` (which rebuilds the 31-field span
-    through `__init__`, about 3x slower): copy the slots and set the context. None when the
-    class has an `__post_init__` (it would be skipped) or no slots."""
-    if hasattr(LLMSpan, "__post_init__") or "__slots__" not in LLMSpan.__dict__:
-        return None
-    names = tuple(f.name for f in fields(LLMSpan))
-    values = attrgetter(*names)
-    setters = tuple(LLMSpan.__dict__[name].__set__ for name in names)
-    set_context = LLMSpan.__dict__["context"].__set__
-    new = object.__new__
-
-    def with_context(span: LLMSpan, context: TraceContext) -> LLMSpan:
-        copy = new(LLMSpan)
-        for setter, value in zip(setters, values(span), strict=True):
-            setter(copy, value)
-        set_context(copy, context)
-        return copy
-
-    return with_context
-
-
-_WITH_CONTEXT = _fast_with_context()
+_WITH_CONTEXT: Callable[[LLMSpan, TraceContext], LLMSpan] | None = LLMSpan.with_context
+"""How a held span gets its completed context: `LLMSpan.with_context`, a slot copy (kept under
+this name for tests/flows/test_batched_steps.py, which checks it against `replace`)."""
 
 
 def _completed(span: LLMSpan, context: TraceContext) -> LLMSpan:
@@ -60,7 +39,7 @@ def _completed(span: LLMSpan, context: TraceContext) -> LLMSpan:
     merged = span.context.merged_with(context)
     if merged == span.context:
         return span
-    return span.with_context(merged) if _WITH_CONTEXT is None else _WITH_CONTEXT(span, merged)
+    return span.with_context(merged)
 
 
 def _event_unix_ns(record: Record) -> int:
@@ -192,15 +171,16 @@ class TraceAssembler:
                 heapq.heapify(self._limits)
 
     def _add_span(self, span: LLMSpan, out: list[Record]) -> None:
-        finished = self._finished.get(span.trace_id)
+        trace_id = span.trace_id
+        finished = self._finished.get(trace_id)
         if finished is not None:  # a straggler of a released trace: label it right away
             out.append(_completed(span, finished.context))
             return
-        trace = self._trace(span.trace_id, span)
+        trace = self._open.get(trace_id) or self._trace(trace_id, span)
         if span.kind in ("llm", "embedding"):
             trace.subject = trace.subject or span
             trace.subjects_by_span[span.span_id] = span
-        if span.is_root:
+        if span.parent_span_id is None:  # the root (span.is_root, without the call)
             trace.root_context = span.context
             out.append(span)
             for held in trace.held_spans:
@@ -213,8 +193,9 @@ class TraceAssembler:
             out.append(_completed(span, trace.root_context))
         else:
             trace.held_spans.append(span)
-            self._hold(span.trace_id, trace, span)
-        self._enforce_cap(out)
+            self._hold(trace_id, trace, span)
+        if len(self._open) > self._max_open:
+            self._enforce_cap(out)
 
     def _add_eval(self, result: EvalResult, out: list[Record]) -> None:
         finished = self._finished.get(result.trace_id)

@@ -18,7 +18,14 @@ from ingest.errors import classify_error
 from ingest.pricing import PriceTable
 from ingest.privacy import hash_user_id
 from ingest.raw import Attributes, AttrValue, RawEvent, RawLog, RawSpan
-from ingest.span import EvalResult, EvalScore, LLMSpan, SpanKind, TraceContext
+from ingest.span import (
+    EvalResult,
+    EvalScore,
+    LLMSpan,
+    SpanKind,
+    TraceContext,
+    build_eval_score,
+)
 
 # --- attribute names per dialect, tried in order -----------------------------------------------
 
@@ -543,13 +550,25 @@ def span_eval_scores(raw: RawSpan) -> tuple[EvalScore, ...]:
     return tuple(result)
 
 
+EVALUATION_KEYS = ("gen_ai.evaluation.name", "gen_ai.evaluation.score.value",
+                   "gen_ai.evaluation.score.label")
+"""The attributes of a `gen_ai.evaluation.result` event that make its score, in the order
+`evaluation_score` takes their values."""
+
+
 def evaluation_event_score(attrs: Attributes) -> EvalScore | None:
-    name = _first_str(attrs, ("gen_ai.evaluation.name",))
-    if not name:
+    return evaluation_score(*(attrs.get(key) for key in EVALUATION_KEYS))
+
+
+def evaluation_score(name: AttrValue, value: AttrValue, label: AttrValue) -> EvalScore | None:
+    """The score of an evaluation event from its EVALUATION_KEYS attribute values (None when
+    absent); None without a name."""
+    name_text = str_of(name)
+    if not name_text:
         return None
-    label = _first_str(attrs, ("gen_ai.evaluation.score.label",))
-    return EvalScore(name=name, score=_first_float(attrs, ("gen_ai.evaluation.score.value",)),
-                     label=label.lower() if label else None)
+    label_text = str_of(label)
+    return build_eval_score(name_text, float_of(value),
+                            label_text.lower() if label_text else None)
 
 
 def eval_passed(score: EvalScore, pass_threshold: float = 0.5) -> bool | None:

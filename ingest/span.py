@@ -8,8 +8,9 @@ Every later stage sees only these records, never raw OTLP. Times are integer Uni
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, make_dataclass, replace
+from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
 SpanKind = Literal["llm", "embedding", "retrieval", "request"]
@@ -43,16 +44,16 @@ class TraceContext:
 
     def merged_with(self, other: TraceContext) -> TraceContext:
         """This context with its empty fields taken from `other` (own values win)."""
-        return TraceContext(
-            service=self.service or other.service,
-            environment=self.environment or other.environment,
-            app_version=self.app_version or other.app_version,
-            prompt_template_version=self.prompt_template_version or other.prompt_template_version,
-            model_version=self.model_version or other.model_version,
-            session_id=self.session_id or other.session_id,
-            user_id=self.user_id or other.user_id,
-            user_segment=self.user_segment or other.user_segment,
-            endpoint=self.endpoint or other.endpoint,
+        return build_context(  # positional, in field order (assembly calls this per span)
+            self.service or other.service,
+            self.environment or other.environment,
+            self.app_version or other.app_version,
+            self.prompt_template_version or other.prompt_template_version,
+            self.model_version or other.model_version,
+            self.session_id or other.session_id,
+            self.user_id or other.user_id,
+            self.user_segment or other.user_segment,
+            self.endpoint or other.endpoint,
         )
 
     @property
@@ -129,7 +130,9 @@ class LLMSpan:
         return self.parent_span_id is None
 
     def with_context(self, context: TraceContext) -> LLMSpan:
-        return replace(self, context=context)
+        """This span with another context (as `dataclasses.replace`, without its keyword
+        `__init__`: assembly calls this per held span)."""
+        return build_llm_span(*_BEFORE_CONTEXT(self), context, *_AFTER_CONTEXT(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,5 +184,10 @@ def fast_builder(cls: type[_T]) -> Callable[..., _T]:
 
 build_llm_span: Callable[..., LLMSpan] = fast_builder(LLMSpan)
 """`LLMSpan` from its 31 field values in declaration order (no defaults)."""
+_SPAN_FIELDS = tuple(f.name for f in fields(LLMSpan))
+_BEFORE_CONTEXT = attrgetter(*_SPAN_FIELDS[:_SPAN_FIELDS.index("context")])
+_AFTER_CONTEXT = attrgetter(*_SPAN_FIELDS[_SPAN_FIELDS.index("context") + 1:])
 build_context: Callable[..., TraceContext] = fast_builder(TraceContext)
 """`TraceContext` from its 9 field values in declaration order."""
+build_eval_score: Callable[..., EvalScore] = fast_builder(EvalScore)
+"""`EvalScore` from its name, score and label."""

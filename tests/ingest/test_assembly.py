@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
+
+import pytest
+
 from ingest.assembly import TraceAssembler
 from ingest.span import EvalResult, EvalScore, LLMSpan, TraceContext
 
@@ -184,3 +188,19 @@ def test_bookkeeping_stays_bounded_by_the_open_traces() -> None:
 def _eval_at(trace: str, at_s: float) -> EvalResult:
     return EvalResult(trace_id=trace, span_id=None, at_unix_ns=int(at_s * S),
                       score=EvalScore("quality", 0.9), context=TraceContext())
+
+
+def test_context_merge_and_replacement_make_real_frozen_records() -> None:
+    own = TraceContext(service="svc", session_id="s1", endpoint="")
+    root = TraceContext(service="other", environment="prod", session_id="s2", endpoint="/chat")
+    merged = own.merged_with(root)
+    assert merged == TraceContext(service="svc", environment="prod", session_id="s1",
+                                  endpoint="/chat")  # own values win; "" counts as empty
+    assert type(merged) is TraceContext and hash(merged) == hash(TraceContext(
+        service="svc", environment="prod", session_id="s1", endpoint="/chat"))
+    span = _span("t1", "a", 10, session_id="s1")
+    moved = span.with_context(merged)
+    assert moved == replace(span, context=merged) and type(moved) is LLMSpan
+    assert span.context == TraceContext(session_id="s1")  # the original is unchanged
+    with pytest.raises(FrozenInstanceError):
+        moved.context = own  # type: ignore[misc]

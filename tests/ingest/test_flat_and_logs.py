@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
@@ -11,6 +12,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from ingest.config import IngestConfig
 from ingest.decode import DeadLetter, Decoded, Decoder, SourceMessage
+from ingest.normalise import evaluation_score
 from ingest.span import EvalScore, TraceContext
 
 DECODER = Decoder(IngestConfig(), logs_topics=["otlp_logs"])
@@ -90,3 +92,15 @@ def test_evaluation_span_later_in_the_trace_gives_eval_results() -> None:
     assert {e.score for e in result.evals} == {
         EvalScore("quality", 0.8, None), EvalScore("safety", None, "fail"),
         EvalScore("format", None, "pass")}
+
+
+def test_evaluation_score_from_the_three_attribute_values() -> None:
+    assert evaluation_score("relevance", "0.5", " PASS ") == EvalScore("relevance", 0.5, " pass ")
+    assert evaluation_score("relevance", "high", "") == EvalScore("relevance", None, None)
+    assert evaluation_score(7, True, ["x"]) == EvalScore("7", None, None)  # a bool is no score
+    assert evaluation_score("", 0.9, "pass") is None
+    assert evaluation_score(["relevance"], 0.9, None) is None  # a list is no name
+    score = evaluation_score("relevance", 1, None)
+    assert type(score) is EvalScore and type(score.score) is float
+    with pytest.raises(AttributeError):
+        score.name = "other"  # type: ignore[misc]
