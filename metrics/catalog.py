@@ -58,16 +58,27 @@ def _mean(total: int, n: int, scale: int) -> MetricValue | None:
     return None if n == 0 else MetricValue(total / n / scale, n)
 
 
+_READS: dict[Compute, frozenset[str]] = {}
+"""Bucket parts other than counters a compute function reads (see `reads`), filled as the
+table below is built, so it cannot drift from it."""
+
+
+def _reading(parts: frozenset[str], compute: Compute) -> Compute:
+    _READS[compute] = parts
+    return compute
+
+
 def _quantile(sketch_name: str, q: float) -> Compute:
     def compute(bucket: Bucket, minutes: float) -> MetricValue | None:
         sketch = bucket.sketch(sketch_name)
         value = None if sketch is None else sketch.quantile(q)
         return None if value is None or sketch is None else MetricValue(value, sketch.count)
-    return compute
+    return _reading(frozenset({sketch_name}), compute)
 
 
 def _error_rate_of(kind: str) -> Compute:
-    return lambda b, m: _ratio(b.error_kinds.get(kind), b.requests)
+    return _reading(frozenset({"error_kinds"}),
+                    lambda b, m: _ratio(b.error_kinds.get(kind), b.requests))
 
 
 def _cost_per_session_max(b: Bucket, minutes: float) -> MetricValue | None:
@@ -162,7 +173,8 @@ _TABLE: dict[str, tuple[MetricInfo, Compute]] = {
         lambda b, m: _ratio(b.finish_length, b.finish_known)),
     "unknown_cost_spans": (MetricInfo("model calls whose cost could not be priced", "count",
                                       _REQ),
-                           lambda b, m: MetricValue(float(b.unknown_cost.total), b.requests)),
+                           _reading(frozenset({"unknown_cost"}), lambda b, m: MetricValue(
+                               float(b.unknown_cost.total), b.requests))),
     **{f"retrieval_latency_{p}": (MetricInfo(f"{p} retrieval span duration", "s",
                                              "retrieval spans"),
                                   _quantile("retrieval_latency_s", q)) for p, q in _P.items()},
@@ -178,6 +190,26 @@ METRICS: dict[str, MetricInfo] = {name: info for name, (info, _) in _TABLE.items
 """Every metric name rules may use, with its description, unit and sample."""
 
 
+def reads(metric: str) -> frozenset[str]:
+    """What `compute(metric, ...)` reads of a bucket besides its counters (and
+    `session_cost_max_pusd`): sketch names (`SKETCHES`), "error_kinds" or "unknown_cost".
+    Views for a metric (`ShardWindows.view_parts`) merge only those.
+
+    Raises:
+        UnknownMetricError: `metric` is not in `METRICS`.
+    """
+    return _READS.get(_entry(metric)[1], frozenset())
+
+
+def _entry(metric: str) -> tuple[MetricInfo, Compute]:
+    entry = _TABLE.get(metric)
+    if entry is None:
+        close = difflib.get_close_matches(metric, METRICS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownMetricError(f"metric {metric!r} is unknown{hint}")
+    return entry
+
+
 def compute(metric: str, bucket: Bucket, window: timedelta) -> MetricValue | None:
     """`metric` over `bucket`, which covers `window` (used by rates per minute).
 
@@ -185,11 +217,7 @@ def compute(metric: str, bucket: Bucket, window: timedelta) -> MetricValue | Non
         UnknownMetricError: `metric` is not in `METRICS` (the message suggests close names).
         ValueError: `window` is not positive.
     """
-    entry = _TABLE.get(metric)
-    if entry is None:
-        close = difflib.get_close_matches(metric, METRICS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownMetricError(f"metric {metric!r} is unknown{hint}")
+    entry = _entry(metric)
     if window <= timedelta(0):
         raise ValueError(f"window must be positive, got {window}")
     return entry[1](bucket, window / timedelta(minutes=1))

@@ -7,18 +7,28 @@ and late-record counts; series silent for `retire_after` are dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from ingest.span import EvalResult, LLMSpan
-from metrics.bucket import Bucket, minute_of
+from metrics.bounded import WorstSpans
+from metrics.bucket import EXEMPLAR_LIMIT, SKETCHES, Bucket, minute_of
+from metrics.bucket_state import COUNTERS, BucketState, Fields, unpack_fields
+from metrics.bucket_state import STATE_VERSION as BUCKET_STATE_VERSION
 from metrics.partial import Partial
 from metrics.series import SeriesKey
+from metrics.sketch import QuantileSketch
 from metrics.watermark import LateCounter, LateCounterState, Lateness
 from metrics.windows import ClosedMinute, SeriesWindows, SeriesWindowsState, WindowConfig
 
 STATE_VERSION = 1
+
+View = tuple[timedelta, int, frozenset[str]]
+"""(over, end, parts) of a `view_parts`."""
+
+PARTS = frozenset({*SKETCHES, "error_kinds", "unknown_cost"})
+"""What a partial view may merge besides counters, exemplars and versions (`catalog.reads`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +114,45 @@ class ShardWindows:
         windows = self._series.get(key)
         return None if windows is None else windows.view(over, end_unix_ns)
 
+    def view_parts(self, key: SeriesKey, over: timedelta, end_unix_ns: int,
+                   parts: frozenset[str]) -> Bucket | None:
+        """`view` with only `parts` besides counters, exemplars and versions (`partial_view`),
+        None for an unknown (or retired) series."""
+        return self.views_parts(key, [(over, end_unix_ns, parts)])[0]
+
+    def views_parts(self, key: SeriesKey, wanted: Sequence[View]) -> list[Bucket | None]:
+        """`view_parts` of each (over, end, parts) of one series, each blob unpacked once and
+        the merging shared by views that extend one another (a 5 m, a 15 m and a 1 h view to
+        the same end: the 1 h view's first 15 minutes are the 15 m view)."""
+        windows = self._series.get(key)
+        if windows is None:
+            return [None] * len(wanted)
+        plans = [windows.slots(over, end)[2] for over, end, _ in wanted]
+        blobs: dict[tuple[int, int], Fields | None] = {}
+        out: list[Bucket | None] = [None] * len(wanted)
+        remaining = sorted(range(len(wanted)), key=lambda i: -len(plans[i]))
+        while remaining:
+            longest = plans[remaining[0]]
+            group = [i for i in remaining if plans[i] == longest[:len(plans[i])]]
+            remaining = [i for i in remaining if i not in group]
+            fields: list[Fields] = []
+            count_at = [0]  # non-empty blobs among the first k slots of `longest`
+            for ring, at in longest:
+                slot = (ring.unit_ns, at)
+                if slot in blobs:
+                    unpacked = blobs[slot]
+                else:
+                    blob = ring.get(at)
+                    unpacked = blobs[slot] = None if blob is None else unpack_fields(blob)
+                if unpacked is not None:
+                    fields.append(unpacked)
+                count_at.append(len(fields))
+            merged = partial_views(fields, [(count_at[len(plans[i])], wanted[i][2])
+                                            for i in group])
+            for i, bucket in zip(group, merged, strict=True):
+                out[i] = bucket
+        return out
+
     def snapshot(self) -> ShardState:
         return ShardState(STATE_VERSION, self._closed_until, self.late.snapshot(), self.retired,
                           tuple(w.snapshot() for w in self._series.values()))
@@ -120,3 +169,113 @@ class ShardWindows:
         for series_state in state.series:
             shard._series[series_state.key] = SeriesWindows.restore(series_state, shard._config)
         return shard
+
+
+_N_COUNTERS = len(COUNTERS)
+_AT = {name: index for index, name in enumerate(BucketState.__slots__)}
+_SESSION_MAX, _ERROR_KINDS, _UNKNOWN_COST, _SKETCHES, _EXEMPLARS, _PROMPTS, _TRUNCATED = (
+    _AT[name] for name in ("session_cost_max_pusd", "error_kinds", "unknown_cost", "sketches",
+                           "exemplars", "prompt_template_versions", "truncated_versions"))
+_VERSION_SETS = ("prompt_template_versions", "models", "app_versions")
+"""In the order of the fields, from `_PROMPTS` on, and of `truncated_versions`."""
+_NOT_TRUNCATED = (False, False, False)
+
+
+def partial_view(fields: Sequence[Fields], parts: frozenset[str]) -> Bucket:
+    """The merge of unpacked blobs (`unpack_fields`) as `Bucket.merge_fields` of each would
+    make it, but only: every counter and `session_cost_max_pusd`, the exemplars, the version
+    sets, and of the rest the `parts` named (sketch names, "error_kinds", "unknown_cost").
+
+    What rule evaluation reads (`catalog.reads` of its metrics, plus an evaluation's exemplars
+    and versions) at a fraction of the cost; anything else (event times, other sketches,
+    finish reasons, cost mix, safety traces) stays empty, so the bucket is for reading those
+    parts only, never for packing or merging on.
+
+    Raises:
+        ValueError: a blob of an unsupported state version, or an unknown part.
+    """
+    return partial_views(fields, [(len(fields), parts)])[0]
+
+
+def partial_views(fields: Sequence[Fields],
+                  cuts: Sequence[tuple[int, frozenset[str]]]) -> list[Bucket]:
+    """`partial_view(fields[:n], parts)` for each `(n, parts)`, merging the shared prefixes
+    once."""
+    for _, parts in cuts:
+        if not parts <= PARTS:
+            raise ValueError(f"unknown view parts {sorted(parts - PARTS)}; expected some of "
+                             f"{sorted(PARTS)}")
+    for unpacked in fields:
+        if unpacked[0] != BUCKET_STATE_VERSION:
+            raise ValueError(f"BucketState version {unpacked[0]} is not supported; "
+                             f"expected {BUCKET_STATE_VERSION}")
+    totals = _Totals()
+    done = 0
+    out: list[Bucket | None] = [None] * len(cuts)
+    for index in sorted(range(len(cuts)), key=lambda i: cuts[i][0]):
+        upto, parts = cuts[index]
+        if upto > done:
+            totals.add(fields[done:upto])
+            done = upto
+        out[index] = totals.bucket(fields[:upto], parts)
+    return [bucket for bucket in out if bucket is not None]
+
+
+class _Totals:
+    """Running totals of the counters, exemplars and versions of a stretch of blobs. Sums in
+    any order are the same integers, and the bounded collections keep what merging blobs one
+    by one keeps whatever the order (`metrics.bounded`), so each stretch is taken at once."""
+
+    __slots__ = ("session_max", "sums", "truncated", "versions", "worst")
+
+    def __init__(self) -> None:
+        self.sums = [0] * _N_COUNTERS
+        self.session_max = 0
+        self.worst = WorstSpans(EXEMPLAR_LIMIT)
+        self.versions: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        self.truncated = [False, False, False]
+
+    def add(self, stretch: Sequence[Fields]) -> None:
+        self.sums = list(map(sum, zip(self.sums, *[unpacked[1:_N_COUNTERS + 1]
+                                                   for unpacked in stretch], strict=True)))
+        self.session_max = max(self.session_max,
+                               *[unpacked[_SESSION_MAX] for unpacked in stretch])
+        self.worst.merge([item for unpacked in stretch for item in unpacked[_EXEMPLARS]])
+        for at, values in enumerate(self.versions):
+            values.update(*[unpacked[_PROMPTS + at] for unpacked in stretch])
+        for unpacked in stretch:
+            if unpacked[_TRUNCATED] != _NOT_TRUNCATED:
+                self.truncated = [a or b for a, b in zip(self.truncated, unpacked[_TRUNCATED],
+                                                         strict=True)]
+
+    def bucket(self, fields: Sequence[Fields], parts: frozenset[str]) -> Bucket:
+        """A partial view: these totals, plus the `parts` merged from its `fields`."""
+        bucket = Bucket()
+        for name, total in zip(COUNTERS, self.sums, strict=True):
+            if total:
+                setattr(bucket, name, total)
+        bucket.session_cost_max_pusd = self.session_max
+        bucket.exemplars.merge(self.worst.items)
+        for name, values, truncated in zip(_VERSION_SETS, self.versions, self.truncated,
+                                           strict=True):
+            if values or truncated:
+                getattr(bucket, name).merge(sorted(values), truncated)
+        # Capped counts are merged blob by blob in view order, as `merge_fields` does (which
+        # labels keep their own count past the cap depends on the order).
+        for name, at in (("error_kinds", _ERROR_KINDS), ("unknown_cost", _UNKNOWN_COST)):
+            if name in parts:
+                counts = bucket.error_kinds if name == "error_kinds" else bucket.unknown_cost
+                for unpacked in fields:
+                    if unpacked[at]:
+                        counts.merge(unpacked[at])
+        for index, name in enumerate(SKETCHES):
+            if name in parts:
+                sketch = None
+                for unpacked in fields:
+                    state = unpacked[_SKETCHES][index]
+                    if state is not None:
+                        if sketch is None:
+                            sketch = QuantileSketch()
+                        sketch.merge_parts(*state)
+                bucket.sketches[index] = sketch
+        return bucket

@@ -389,32 +389,53 @@ class SeriesWindows:
         return merged
 
     def _plan(self, over: timedelta, end_unix_ns: int) -> tuple[int, int, list[bytes]]:
+        start, end, slots = self.slots(over, end_unix_ns)
+        blobs = []
+        for ring, at in slots:
+            blob = ring.get(at)
+            if blob is not None:
+                blobs.append(blob)
+        return start, end, blobs
+
+    def slots(self, over: timedelta,
+              end_unix_ns: int) -> tuple[int, int, list[tuple[CompactRing, int]]]:
+        """`covered()` and the (ring, interval start) of every interval `view` merges, newest
+        first, without reading them (intervals holding no data included): callers that
+        merge several views of one series read each blob once (`ring.unit_ns` and the start
+        name an interval)."""
         if over <= timedelta(0):
             raise ValueError(f"view length must be positive, got {over}")
         end = minute_of(end_unix_ns)
         if self._closed_until is not None:
             end = min(end, self._closed_until)
         start = end - _ns(over)
-        blobs: list[bytes] = []
+        slots: list[tuple[CompactRing, int]] = []
         # Closed minutes are known back to the ring's oldest slot; those after its newest slot
         # were skipped (the series was silent), so they are known to be empty.
         ring_end = self._minutes.end_unix_ns
         minutes_low = (end if ring_end is None else ring_end) - self._minutes.size * MINUTE_NS
+        lowest_minute = max(start, minutes_low)
+        minutes = self._minutes
         t = end
         while t > start:
             if (t % DAY_NS == 0 and t - DAY_NS >= start and self._days_rolled is not None
                     and t <= self._days_rolled and self._days.covers(t - DAY_NS)):
-                blob, t = self._days.get(t - DAY_NS), t - DAY_NS
+                t -= DAY_NS
+                slots.append((self._days, t))
             elif (t % HOUR_NS == 0 and t - HOUR_NS >= start and self._hours_rolled is not None
                   and t <= self._hours_rolled and self._hours.covers(t - HOUR_NS)):
-                blob, t = self._hours.get(t - HOUR_NS), t - HOUR_NS
-            elif t - MINUTE_NS >= start and t - MINUTE_NS >= minutes_low:
-                blob, t = self._minutes.get(t - MINUTE_NS), t - MINUTE_NS
+                t -= HOUR_NS
+                slots.append((self._hours, t))
+            elif t - MINUTE_NS >= lowest_minute:
+                # Minutes, in one go down to the next hour edge (where a rollup may take over)
+                # or the lowest minute the view may use, whichever comes first.
+                first = t - MINUTE_NS
+                t = max(first - first % HOUR_NS,
+                        first - (first - lowest_minute) // MINUTE_NS * MINUTE_NS)
+                slots.extend([(minutes, m) for m in range(first, t - 1, -MINUTE_NS)])
             else:
                 break
-            if blob is not None:
-                blobs.append(blob)
-        return t, end, blobs
+        return t, end, slots
 
     # --- state ---
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from detectors import Detector, Score
 from metrics.bucket import MINUTE_NS, Bucket
-from metrics.catalog import MetricValue, compute
+from metrics.catalog import MetricValue, compute, reads
 from metrics.cost_mix import COST_METRICS, baseline_span, compare_windows
 from metrics.series import SeriesKey
 from metrics.shard import ShardWindows
@@ -32,6 +32,10 @@ from rules.records import Evaluation
 VERSION_FIELDS = ("prompt_template_version", "model", "app_version")
 CHANGE_LOOKBACK = timedelta(hours=1)
 _Versions = tuple[tuple[str, tuple[str, ...]], ...]
+_Slot = tuple[tuple[str, ...], str]
+"""(group_by, tag) of a rule family: which series keys its rules read."""
+_Wants = dict[tuple[timedelta, int], frozenset[str]]
+"""Views one series needs at one minute: (over, end) -> what they must merge."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,8 @@ class _Compiled:
     family: Family
     over_ns: int
     is_detector: bool
+    reads: frozenset[str]
+    """What the metric reads of a view besides counters (`catalog.reads`)."""
 
 
 class RuleEvaluator:
@@ -47,6 +53,7 @@ class RuleEvaluator:
 
     def __init__(self, config: RulesConfig) -> None:
         self._compiled = _compile(config)
+        self._by_slot = _by_slot(self._compiled)
         self._detectors: dict[tuple[str, SeriesKey], Detector[Any]] = {}
         self._last_versions: dict[tuple[str, SeriesKey], tuple[tuple[str, tuple[str, ...]], ...]]
         self._last_versions = {}
@@ -66,9 +73,17 @@ class RuleEvaluator:
             end = start + MINUTE_NS
             keys = {minute.key for minute in by_minute[start]}
             # Keys by family slot, each worked out once (not once per rule), in `keys` order.
-            by_family: dict[tuple[tuple[str, ...], str], list[SeriesKey]] = {}
+            by_family: dict[_Slot, list[SeriesKey]] = {}
             for key in keys:
                 by_family.setdefault(_family_slot(key), []).append(key)
+            # Every view the rules below read, series by series: the views of one series share
+            # its unpacked blobs (a 1 h view and a 5 m one read the same last minutes), and
+            # each merges only what its rules read (`catalog.reads`), not a whole bucket.
+            for slot, family_keys in by_family.items():
+                wants = self._wants(slot, end)
+                if wants:
+                    for key in family_keys:
+                        views.fill(key, wants)
             for compiled in self._compiled:
                 if compiled.is_detector and end % compiled.over_ns:
                     continue  # detectors see one point per `over`
@@ -79,9 +94,22 @@ class RuleEvaluator:
                     out.extend(self._one(compiled, key, views, end) for key in mine)
         return out
 
+    def _wants(self, slot: _Slot, end: int) -> _Wants:
+        """The views (and their parts) the rules of one family read at minute end `end`."""
+        wants: _Wants = {}
+        for compiled in self._by_slot.get(slot, ()):
+            if compiled.is_detector and end % compiled.over_ns:
+                continue
+            rule = compiled.rule
+            view = (rule.over, end)
+            wants[view] = wants.get(view, frozenset()) | compiled.reads
+            if rule.rebaseline_on:  # `_changed`: versions only
+                wants.setdefault((CHANGE_LOOKBACK, _before(rule, end)), frozenset())
+        return wants
+
     def _view(self, compiled: _Compiled, key: SeriesKey, views: _Views,
               end: int) -> tuple[Bucket | None, MetricValue | None]:
-        bucket = views.get(key, compiled.rule.over, end)
+        bucket = views.get(key, compiled.rule.over, end, compiled.reads)
         if bucket is None:
             return None, None
         return bucket, compute(compiled.rule.metric, bucket, compiled.rule.over)
@@ -168,7 +196,7 @@ class RuleEvaluator:
         """Which versions live in the window the hour before it had not seen."""
         if not current:
             return ()
-        before = views.get(key, CHANGE_LOOKBACK, end - int(rule.over.total_seconds() * 1e9))
+        before = views.get(key, CHANGE_LOOKBACK, _before(rule, end))
         if before is None or before.is_empty:
             return ()
         previous = _version_sets(before)
@@ -184,32 +212,62 @@ class RuleEvaluator:
         for slot in [s for s in self._detectors if s[0] in changed]:
             del self._detectors[slot]
         self._compiled = _compile(config)
+        self._by_slot = _by_slot(self._compiled)
         return changed
 
 
 class _Views:
     """The shard's views for one `evaluate` call, each merged once: rules of one family and
-    `over` (error rate and TTFT p99 per model, say) read the same window."""
+    `over` (error rate and TTFT p99 per model, say) read the same window.
+
+    Views are partial (`ShardWindows.view_parts`): counters, exemplars and versions (what an
+    evaluation carries), plus the parts their rules' metrics read."""
 
     __slots__ = ("_cache", "_shard")
 
     def __init__(self, shard: ShardWindows) -> None:
         self._shard = shard
-        self._cache: dict[tuple[SeriesKey, timedelta, int], Bucket | None] = {}
+        self._cache: dict[tuple[SeriesKey, timedelta, int],
+                          tuple[frozenset[str], Bucket | None]] = {}
 
     def series(self, key: SeriesKey) -> SeriesWindows | None:
         return self._shard.get(key)
 
-    def get(self, key: SeriesKey, over: timedelta, end: int) -> Bucket | None:
-        slot = (key, over, end)
-        if slot not in self._cache:
-            self._cache[slot] = self._shard.view(key, over, end)
-        return self._cache[slot]
+    def fill(self, key: SeriesKey, wants: _Wants) -> None:
+        """Merge the views `wants` of one series together (`ShardWindows.views_parts`)."""
+        wanted = [(over, end, parts) for (over, end), parts in wants.items()]
+        for (over, end, parts), bucket in zip(wanted, self._shard.views_parts(key, wanted),
+                                              strict=True):
+            self._cache[key, over, end] = (parts, bucket)
+
+    def get(self, key: SeriesKey, over: timedelta, end: int,
+            parts: frozenset[str] = frozenset()) -> Bucket | None:
+        """The view, with at least `parts` (merged now unless `fill` did)."""
+        cached = self._cache.get((key, over, end))
+        if cached is not None:
+            if parts <= cached[0]:
+                return cached[1]
+            parts |= cached[0]
+        bucket = self._shard.view_parts(key, over, end, parts)
+        self._cache[key, over, end] = (parts, bucket)
+        return bucket
 
 
 def _compile(config: RulesConfig) -> tuple[_Compiled, ...]:
     return tuple(_Compiled(rule, family_of(rule), int(rule.over.total_seconds()) * 1_000_000_000,
-                           rule.when is None) for rule in config.rules)
+                           rule.when is None, reads(rule.metric)) for rule in config.rules)
+
+
+def _by_slot(compiled: tuple[_Compiled, ...]) -> dict[_Slot, tuple[_Compiled, ...]]:
+    out: dict[_Slot, list[_Compiled]] = defaultdict(list)
+    for one in compiled:
+        out[one.family.group_by, one.family.tag].append(one)
+    return {slot: tuple(rules) for slot, rules in out.items()}
+
+
+def _before(rule: Rule, end: int) -> int:
+    """End of the hour `_changed` compares a window ending at `end` with."""
+    return end - int(rule.over.total_seconds() * 1e9)
 
 
 def _family_slot(key: SeriesKey) -> tuple[tuple[str, ...], str]:
