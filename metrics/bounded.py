@@ -7,8 +7,9 @@ giving the same result whatever order records and merges come in.
 
 from __future__ import annotations
 
+import heapq
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 OTHER = "other"
 """Label that absorbs counts once a `CappedCounts` is full."""
@@ -53,9 +54,42 @@ class WorstSpans:
         self._items.sort(reverse=True)
         del self._items[self.limit:]
 
+    def offer_many(self, items: Sequence[Exemplar]) -> None:
+        """`offer` of each item, in one sort: the kept items are always the worst item of
+        each trace, the `limit` worst traces, so they can be picked from the union at once."""
+        kept = self._items
+        if len(kept) >= self.limit:
+            floor = kept[-1]
+            items = [item for item in items if item > floor]  # could not enter one by one
+            if not items:
+                return
+        if len(items) == 1 and not kept:
+            self._items = [items[0]]
+            return
+        if len(items) > 8 * self.limit:
+            # The worst few: unless a few traces fill them, they hold the `limit` worst traces
+            # (a trace missing from them has no item above any of them).
+            worst = self._worst_distinct(sorted([*kept, *heapq.nlargest(3 * self.limit, items)],
+                                                reverse=True))
+            if len(worst) == self.limit:
+                self._items = worst
+                return
+        self._items = self._worst_distinct(sorted([*kept, *items], reverse=True))
+
+    def _worst_distinct(self, pool: list[Exemplar]) -> list[Exemplar]:
+        """The first item of each trace in `pool` (worst first), up to `limit` of them."""
+        worst: list[Exemplar] = []
+        traces: set[str] = set()
+        for item in pool:  # worst first: a trace's first item is its worst
+            if item[2] not in traces:
+                traces.add(item[2])
+                worst.append(item)
+                if len(worst) == self.limit:
+                    break
+        return worst
+
     def merge(self, items: Iterable[Exemplar]) -> None:
-        for item in items:
-            self.offer(item)
+        self.offer_many(list(items))
 
 
 class BoundedSet:
@@ -93,10 +127,26 @@ class BoundedSet:
             self._values.pop()
             self.is_truncated = True
 
+    def update(self, values: Iterable[str | None]) -> None:
+        """`add` of each value that is not empty (None or "")."""
+        mine = self._values
+        self._add_new({value for value in values if value and value not in mine})
+
     def merge(self, values: Iterable[str], is_truncated: bool) -> None:
-        for value in values:
-            self.add(value)
+        mine = self._values
+        self._add_new({value for value in values if value not in mine})
         self.is_truncated = self.is_truncated or is_truncated
+
+    def _add_new(self, new: set[str]) -> None:
+        """`add` of each of `new` (none of them kept yet) at once: the smallest of the union."""
+        if len(new) == 1:
+            self.add(new.pop())
+        elif new:
+            union = sorted([*self._values, *map(sys.intern, new)])
+            if len(union) > self.limit:
+                self.is_truncated = True
+                del union[self.limit:]
+            self._values = union
 
 
 class CappedCounts:

@@ -114,6 +114,7 @@ class BucketState:
 
 
 _FORMAT_2 = 2
+_FORMAT_2_BYTE = bytes([_FORMAT_2])
 _SKETCHES = BucketState.__slots__.index("sketches")
 _EXEMPLARS = BucketState.__slots__.index("exemplars")
 _SAFETY = BucketState.__slots__.index("safety_failure_traces")
@@ -131,12 +132,17 @@ def fields_of(state: BucketState) -> Fields:
 
 def pack(state: BucketState) -> bytes:
     """Compact blob of a state, for rollup rings and snapshots (format 2, module docstring)."""
-    fields = list(fields_of(state))
-    fields[_EXEMPLARS] = tuple((e, d, _id_bytes(t)) for e, d, t in state.exemplars)
-    fields[_SAFETY] = tuple(_id_bytes(t) for t in state.safety_failure_traces)
+    return pack_fields(fields_of(state))
+
+
+def pack_fields(fields: Fields) -> bytes:
+    """`pack` of a state given as its `fields_of` tuple (`Bucket.pack` builds it directly)."""
+    packed = list(fields)
+    packed[_EXEMPLARS] = tuple([(e, d, _id_bytes(t)) for e, d, t in fields[_EXEMPLARS]])
+    packed[_SAFETY] = tuple([_id_bytes(t) for t in fields[_SAFETY]])
     compressor = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT_V2)
-    body = compressor.compress(pickle.dumps(tuple(fields), protocol=5)) + compressor.flush()
-    return bytes([_FORMAT_2]) + body
+    body = compressor.compress(pickle.dumps(tuple(packed), protocol=5)) + compressor.flush()
+    return _FORMAT_2_BYTE + body
 
 
 def unpack_fields(blob: bytes) -> Fields:
@@ -144,9 +150,13 @@ def unpack_fields(blob: bytes) -> Fields:
     # Only blobs made by `pack` reach here (rings and our own snapshots), never network input.
     if blob[0] == _FORMAT_2:
         decompressor = zlib.decompressobj(-15, ZDICT_V2)
-        fields = list(pickle.loads(decompressor.decompress(blob[1:])))  # noqa: S301
-        fields[_EXEMPLARS] = tuple((e, d, _id_text(t)) for e, d, t in fields[_EXEMPLARS])
-        fields[_SAFETY] = tuple(_id_text(t) for t in fields[_SAFETY])
+        body = decompressor.decompress(memoryview(blob)[1:])
+        fields = list(pickle.loads(body))  # noqa: S301
+        # (views unpack up to 60 blobs each: id conversion inlined, empty tuples kept)
+        fields[_EXEMPLARS] = tuple([(e, d, t.hex() if t.__class__ is bytes else t)
+                                    for e, d, t in fields[_EXEMPLARS]])
+        if fields[_SAFETY]:
+            fields[_SAFETY] = tuple([_id_text(t) for t in fields[_SAFETY]])
         return tuple(fields)
     state = pickle.loads(zlib.decompress(blob))  # noqa: S301  # format 1
     if not isinstance(state, BucketState):

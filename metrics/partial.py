@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from ingest.span import EvalResult, LLMSpan
-from metrics.bucket import Bucket, SpanPlan, event_unix_ns, minute_of, plan_of
+from ingest.span import EvalResult, LLMSpan, fast_builder
+from metrics.bucket import FOLD_ONE_BY_ONE_MAX, MINUTE_NS, Bucket, SpanPlan, plan_of
 from metrics.bucket_state import BucketState
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
 from metrics.series import LABELS, SeriesKey, canonical_group_by, label_value, series_key
-from metrics.sessions import SessionTouch, touch_of
+from metrics.sessions import SessionTouch, new_touch, touch_of
 
 PLANNED_MAX = 8
 """Most records a partial carries as their plans instead of a folded `Bucket`. The receiver
@@ -80,12 +80,23 @@ def _event_of(planned: Planned) -> int:
 
 def fold_planned(bucket: Bucket, plans: Iterable[Planned],
                  categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
-    """Fold records given as `Planned` into `bucket`."""
-    for planned in plans:
-        if isinstance(planned, SpanPlan):
-            bucket.fold_plan(planned, categories)
-        else:
-            bucket.fold_eval(planned, categories)
+    """Fold records given as `Planned` into `bucket`: a few one by one; more as the spans at
+    once (`fold_plans`), then the evaluations (which touch no order-dependent part of a
+    bucket, so the state is the same as in record order)."""
+    plans = plans if isinstance(plans, (list, tuple)) else list(plans)
+    if len(plans) <= FOLD_ONE_BY_ONE_MAX:  # as `fold_plans` would, without sorting them out
+        for planned in plans:
+            if isinstance(planned, SpanPlan):
+                bucket.fold_plan(planned, categories)
+            else:
+                bucket.fold_eval(planned, categories)
+        return
+    spans = [planned for planned in plans if isinstance(planned, SpanPlan)]
+    bucket.fold_plans(spans, categories)
+    if len(spans) < len(plans):
+        for planned in plans:
+            if not isinstance(planned, SpanPlan):
+                bucket.fold_eval(planned, categories)
 
 
 def preaggregate(records: Iterable[LLMSpan | EvalResult],
@@ -148,44 +159,107 @@ _LABELS_FOR_FIELDS = (
     "environment", "app_version", "model_version", "user_segment", "kind")
 
 
+Keys = tuple[SeriesKey | None, ...]
+"""A record's series under each key function."""
+Entry = tuple[Keys, tuple[int | None, ...]]
+"""A record's `Keys` and, per key function, the slot id of its series (see `SlotIds`)."""
+
+
+class SlotIds:
+    """Small int ids for (key function index, series) and one shared `Entry` per distinct
+    `Keys`: pre-aggregation groups records and slots by these ints instead of hashing nested
+    key tuples for every record and key function."""
+
+    __slots__ = ("_entries", "_ids", "slot_keys", "sort_keys")
+
+    def __init__(self) -> None:
+        self._entries: dict[Keys, Entry] = {}
+        self._ids: dict[tuple[int, SeriesKey], int] = {}
+        self.slot_keys: list[tuple[int, SeriesKey]] = []
+        """(key function index, series) by id."""
+        self.sort_keys: list[tuple[object, ...]] = []
+        """(index, name, value, name, value, ...) by id: ordered as (index, series), but
+        compared in one flat pass (sorting nested tuples was a tenth of pre-aggregation)."""
+
+    def __len__(self) -> int:
+        return len(self._entries) + len(self.slot_keys)
+
+    def entry(self, keys: Keys) -> Entry:
+        entry = self._entries.get(keys)
+        if entry is None:
+            ids: list[int | None] = []
+            for index, key in enumerate(keys):
+                if key is None:
+                    ids.append(None)
+                    continue
+                slot_id = self._ids.get((index, key))
+                if slot_id is None:
+                    slot_id = self._ids[index, key] = len(self.slot_keys)
+                    self.slot_keys.append((index, key))
+                    self.sort_keys.append((index, *[part for pair in key for part in pair]))
+                ids.append(slot_id)
+            entry = self._entries[keys] = (keys, tuple(ids))
+        return entry
+
+
 class LabelKeys:
     """Every key function's series for a record, memoised by the record's label values.
 
     Only for key functions that read nothing but labels (`label_value`), as rule families and
     `series_key` do: then records with the same labels get the same keys, and a batch with
     thousands of spans over a few hundred series computes each series' keys once. The memo is
-    bounded (cleared when full) and belongs to one set of key functions.
+    bounded (cleared when full) and belongs to one set of key functions; its slot ids stay
+    fixed within a batch (`start_batch` bounds them between batches).
     """
 
-    __slots__ = ("_evals", "_functions", "_max", "_span_fields", "_spans")
+    __slots__ = ("_evals", "_functions", "_max", "_span_fields", "_spans", "ids")
 
     def __init__(self, key_functions: Sequence[KeyFunction], max_entries: int = 100_000) -> None:
         self._functions = tuple(key_functions)
-        self._spans: dict[tuple[object, ...], tuple[SeriesKey | None, ...]] = {}
-        self._evals: dict[tuple[str, ...], tuple[SeriesKey | None, ...]] = {}
+        self._spans: dict[tuple[object, ...], Entry] = {}
+        self._evals: dict[tuple[str, ...], Entry] = {}
         self._max = max_entries
         self._span_fields = (attrgetter(*_SPAN_LABEL_FIELDS) if LABELS == _LABELS_FOR_FIELDS
                              else None)
+        self.ids = SlotIds()
 
-    def __call__(self, record: LLMSpan | EvalResult) -> tuple[SeriesKey | None, ...]:
-        memo: dict[Any, tuple[SeriesKey | None, ...]]
+    def __call__(self, record: LLMSpan | EvalResult) -> Keys:
+        return self.entry(record)[0]
+
+    def start_batch(self) -> None:
+        """Before a batch: starts the slot ids afresh once they hold too much (never within a
+        batch, where one series must keep one id)."""
+        if len(self.ids) > 2 * self._max:
+            self._spans.clear()
+            self._evals.clear()
+            self.ids = SlotIds()
+
+    def entry(self, record: LLMSpan | EvalResult) -> Entry:
+        memo: dict[Any, Entry]
         if isinstance(record, LLMSpan) and self._span_fields is not None:
             memo, labels = self._spans, self._span_fields(record)
         else:
             memo = self._evals if isinstance(record, EvalResult) else self._spans
             labels = tuple([label_value(record, name) for name in LABELS])
-        keys = memo.get(labels)
-        if keys is None:
+        entry = memo.get(labels)
+        if entry is None:
             if len(memo) >= self._max:
                 memo.clear()
-            keys = memo[labels] = tuple(key_of(record) for key_of in self._functions)
-        return keys
+            entry = memo[labels] = self.ids.entry(
+                tuple([key_of(record) for key_of in self._functions]))
+        return entry
 
 
-SHARED_FOLD_MIN = 4
+SHARED_FOLD_MIN = 16
 """Records of one (series combination, minute) from which folding them once into a shared bucket
-and merging that into each series beats folding each record into each series: a merge costs
-about three folds (measured on the bench traffic: 2 -> 4 saves 9% of pre-aggregation)."""
+and merging that into each series beats folding them into each series (`fold_plans` costs a
+little per record; a merge costs about as much as folding a dozen records at once)."""
+
+_Combo = tuple[tuple[Planned, ...], tuple[SessionTouch, ...], bool]
+"""The records of one (series under every key function, minute): their plans, their session
+touches (merged per session, sorted by id) and whether any is an evaluation."""
+
+_session_id = attrgetter("session_id")
 
 
 def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
@@ -195,91 +269,210 @@ def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
     """One `Partial` per (key function, series, minute), as `(key function index, partial)`,
     sorted by index, series and minute.
 
-    Records with the same series under every key function (and the same minute) are folded
-    once into a shared bucket that is then merged into each series' bucket: a batch with k
-    such records costs k folds and one merge per key function instead of k folds per key
-    function. Fewer records (`SHARED_FOLD_MIN`) are folded straight into each series' bucket.
+    Records with the same series under every key function (and the same minute) form a combo:
+    planned once, their session touches merged once. A slot's records are folded at once
+    (`Bucket.fold_plans`); a combo of many records (`SHARED_FOLD_MIN`) that reaches several
+    folded slots is folded once into a shared bucket that is then merged into each.
     `keys_of` (for `key_functions`) computes a record's keys at once, memoised.
     """
-    combos: dict[tuple[tuple[SeriesKey | None, ...], int], list[LLMSpan | EvalResult]] = {}
-    for record in records:
-        keys = (keys_of(record) if keys_of is not None
-                else tuple(key_of_record(record) for key_of_record in key_functions))
-        combos.setdefault((keys, minute_of(event_unix_ns(record))), []).append(record)
-    # Per slot (key function, series, minute): the record lists of the combos that reach it.
-    by_slot: dict[tuple[int, SeriesKey, int], list[list[Planned]]] = {}
-    counts: dict[tuple[int, SeriesKey, int], int] = {}
-    shared_uses: dict[int, int] = {}
-    """Slots folded from a combo's list, by `id` of the list, while the list may be shared."""
-    touches: dict[tuple[int, SeriesKey, int], dict[str, SessionTouch]] = {}
-    for (keys, minute), members in combos.items():
-        slots = [(index, key, minute) for index, key in enumerate(keys) if key is not None]
-        if not slots:
-            continue
-        planned: list[Planned] = [plan_of(r) if isinstance(r, LLMSpan) else r for r in members]
-        if len(planned) >= SHARED_FOLD_MIN and len(slots) > 1:
-            shared_uses[id(planned)] = 0
-        for slot in slots:
-            by_slot.setdefault(slot, []).append(planned)
-            counts[slot] = counts.get(slot, 0) + len(planned)
-        for record in members:
-            touch = touch_of(record) if isinstance(record, LLMSpan) else None
-            if touch is None:
-                continue
-            for slot in slots:
-                by_session = touches.setdefault(slot, {})
-                by_session[touch.session_id] = _joined(by_session.get(touch.session_id), touch)
-    folded_slots = [slot for slot, count in counts.items() if count > PLANNED_MAX]
-    for slot in folded_slots:
-        for planned in by_slot[slot]:
-            if id(planned) in shared_uses:
-                shared_uses[id(planned)] += 1
+    if keys_of is not None:
+        slot_keys = keys_of.ids.slot_keys
+        return [(slot_keys[slot_id][0], partial)
+                for slot_id, partial in preaggregate_slots(records, keys_of,
+                                                           categories=categories)]
+    ids = SlotIds()
+    functions = tuple(key_functions)
+
+    def entry_of(record: LLMSpan | EvalResult) -> Entry:
+        return ids.entry(tuple([key_of(record) for key_of in functions]))
+
+    return [(ids.slot_keys[slot_id][0], partial)
+            for slot_id, partial in _preaggregate(records, entry_of, ids, categories)]
+
+
+def preaggregate_slots(records: Iterable[LLMSpan | EvalResult], keys_of: LabelKeys, *,
+                       categories: EvalCategories = DEFAULT_CATEGORIES
+                       ) -> list[tuple[int, Partial]]:
+    """`preaggregate_each` with `keys_of`, each partial with its slot id instead of its key
+    function index: `keys_of.ids.slot_keys[slot_id]` is (index, series) until `keys_of.ids`
+    is replaced, so callers can memoise per-series facts by an int."""
+    keys_of.start_batch()
+    return _preaggregate(records, keys_of.entry, keys_of.ids, categories)
+
+
+_build_partial: Callable[..., Partial] = fast_builder(Partial)
+"""`Partial` from all six fields, without the frozen dataclass' `__init__` (a sixth of the
+per-slot cost)."""
+
+
+def _preaggregate(records: Iterable[LLMSpan | EvalResult],
+                  entry_of: Callable[[LLMSpan | EvalResult], Entry], ids: SlotIds,
+                  categories: EvalCategories) -> list[tuple[int, Partial]]:
+    by_slot, large = _slots(_groups(records, entry_of))
+    shared_uses = _shared_uses(by_slot) if large else {}
+    """Folded slots a large combo reaches, by `id` of the combo, while it may be shared."""
     shared: dict[int, Bucket] = {}
+    joined: dict[tuple[int, ...], tuple[tuple[SessionTouch, ...], tuple[Planned, ...]]] = {}
+    """Sessions and plans of a slot of several combos, by the combos' ids: series of
+    different key functions often hold the same records."""
+    slot_keys, sort_keys = ids.slot_keys, ids.sort_keys
     out: list[tuple[int, Partial]] = []
-    for slot in sorted(by_slot):
-        index, key, minute = slot
-        sessions = tuple(sorted(touches.get(slot, {}).values(), key=lambda t: t.session_id))
-        lists = by_slot[slot]
-        if counts[slot] <= PLANNED_MAX:
-            plans = tuple(lists[0]) if len(lists) == 1 else tuple(p for ps in lists for p in ps)
-            out.append((index, Partial(key, minute, None, sessions, plans, categories)))
-            continue
-        out.append((index, Partial(key, minute, _folded(lists, shared_uses, shared, categories),
-                                   sessions)))
+    for slot in sorted(by_slot, key=lambda s: (sort_keys[s % MINUTE_NS], s)):
+        slot_id = slot % MINUTE_NS
+        key = slot_keys[slot_id][1]
+        minute = slot - slot_id
+        combos = by_slot[slot]
+        if len(combos) == 1:
+            plans, sessions, _ = combos[0]
+            if len(plans) <= PLANNED_MAX:
+                out.append((slot_id, _build_partial(key, minute, None, sessions, plans,
+                                                    categories)))
+                continue
+        else:
+            combo_ids = tuple(map(id, combos))
+            known = joined.get(combo_ids)
+            if known is None:
+                count = sum([len(combo[0]) for combo in combos])
+                known = joined[combo_ids] = (_sessions(combos), () if count > PLANNED_MAX
+                                             else tuple([p for c in combos for p in c[0]]))
+            sessions, plans = known
+            if plans:
+                out.append((slot_id, _build_partial(key, minute, None, sessions, plans,
+                                                    categories)))
+                continue
+        out.append((slot_id, _build_partial(
+            key, minute, _folded(combos, shared_uses, shared, categories), sessions, (),
+            DEFAULT_CATEGORIES)))
     return out
 
 
-def _folded(lists: list[list[Planned]], shared_uses: dict[int, int], shared: dict[int, Bucket],
-            categories: EvalCategories) -> Bucket:
-    """One slot's bucket from its combos' record lists. A list shared by several folded slots
-    is folded once into a common bucket, merged into each, adopted by the last."""
-    bucket: Bucket | None = None
-    for planned in lists:
-        uses = shared_uses.get(id(planned))
-        if uses is None or (uses < 2 and id(planned) not in shared):
-            # This slot's alone (or its last user, the list not yet folded): fold it here.
-            if bucket is None:
-                bucket = Bucket()
-            fold_planned(bucket, planned, categories)
+Group = tuple[Entry, list[LLMSpan | EvalResult]]
+
+
+def _groups(records: Iterable[LLMSpan | EvalResult],
+            entry_of: Callable[[LLMSpan | EvalResult], Entry]) -> dict[tuple[int, int], Group]:
+    """Records by (entry, minute), in first-seen order: entries are shared per distinct keys,
+    so records with the same keys are grouped by an int."""
+    groups: dict[tuple[int, int], Group] = {}
+    for record in records:
+        entry = entry_of(record)
+        at = record.end_unix_ns if isinstance(record, LLMSpan) else record.at_unix_ns
+        minute = at - at % MINUTE_NS
+        group = groups.get((id(entry), minute))
+        if group is None:
+            groups[id(entry), minute] = (entry, [record])
+        else:
+            group[1].append(record)
+    return groups
+
+
+def _slots(groups: dict[tuple[int, int], Group]) -> tuple[dict[int, list[_Combo]], bool]:
+    """Per slot (key function, series, minute) as one int, minute + slot id (ids are below
+    MINUTE_NS): the combos that reach it; and whether a combo is large (`SHARED_FOLD_MIN`)."""
+    by_slot: dict[int, list[_Combo]] = {}
+    large = False
+    for (_, minute), ((_, slot_ids), members) in groups.items():
+        if slot_ids.count(None) == len(slot_ids):
             continue
-        common = shared.get(id(planned))
+        combo = _combo(members)
+        large = large or len(members) >= SHARED_FOLD_MIN
+        for slot_id in slot_ids:
+            if slot_id is not None:
+                combos = by_slot.get(minute + slot_id)
+                if combos is None:
+                    by_slot[minute + slot_id] = [combo]
+                else:
+                    combos.append(combo)
+    return by_slot, large
+
+
+def _combo(members: list[LLMSpan | EvalResult]) -> _Combo:
+    if len(members) == 1:  # the common case: one record per label combination and minute
+        record = members[0]
+        if isinstance(record, LLMSpan):
+            touch = touch_of(record)
+            return (plan_of(record),), (() if touch is None else (touch,)), False
+        return (record,), (), True
+    plans = tuple([plan_of(r) if isinstance(r, LLMSpan) else r for r in members])
+    touches = [touch for r in members
+               if isinstance(r, LLMSpan) and (touch := touch_of(r)) is not None]
+    has_evals = not all(isinstance(planned, SpanPlan) for planned in plans)
+    return plans, _merged(touches), has_evals
+
+
+def _sessions(combos: list[_Combo]) -> tuple[SessionTouch, ...]:
+    """A slot's session touches: its combos' touches merged per session, sorted by id."""
+    touches = [touch for combo in combos for touch in combo[1]]
+    return tuple(touches) if len(touches) < 2 else _merged(touches)
+
+
+def _merged(touches: list[SessionTouch]) -> tuple[SessionTouch, ...]:
+    if len(touches) == 2:  # the most common case, without building a set and sorting
+        first, second = touches
+        if first.session_id < second.session_id:
+            return first, second
+        if first.session_id > second.session_id:
+            return second, first
+        return (_joined(first, second),)
+    if len({touch.session_id for touch in touches}) == len(touches):  # nothing to join
+        return tuple(sorted(touches, key=_session_id))
+    by_session: dict[str, SessionTouch] = {}
+    for touch in touches:
+        by_session[touch.session_id] = _joined(by_session.get(touch.session_id), touch)
+    return tuple(sorted(by_session.values(), key=_session_id))
+
+
+def _shared_uses(by_slot: dict[int, list[_Combo]]) -> dict[int, int]:
+    uses: dict[int, int] = {}
+    for combos in by_slot.values():
+        if sum([len(combo[0]) for combo in combos]) > PLANNED_MAX:  # a folded slot
+            for combo in combos:
+                if len(combo[0]) >= SHARED_FOLD_MIN:
+                    uses[id(combo)] = uses.get(id(combo), 0) + 1
+    return {combo_id: count for combo_id, count in uses.items() if count > 1}
+
+
+def _folded(combos: list[_Combo], shared_uses: dict[int, int], shared: dict[int, Bucket],
+            categories: EvalCategories) -> Bucket:
+    """One slot's bucket from its combos. A combo shared by several folded slots is folded
+    once into a common bucket, merged into each, adopted by the last."""
+    bucket: Bucket | None = None
+    own: list[_Combo] = []
+    for combo in combos:
+        uses = shared_uses.get(id(combo))
+        if uses is None:
+            own.append(combo)
+            continue
+        common = shared.get(id(combo))
         if common is None:
-            common = shared[id(planned)] = Bucket()
-            fold_planned(common, planned, categories)
-        shared_uses[id(planned)] = uses - 1
+            common = shared[id(combo)] = Bucket()
+            _fold_combos(common, [combo], categories)
+        shared_uses[id(combo)] = uses - 1
         if bucket is None and uses == 1:
             bucket = common  # merged everywhere else already: adopt it
         else:
             if bucket is None:
                 bucket = Bucket()
             bucket.merge(common)
-    assert bucket is not None  # every slot has a record
+    if bucket is None:
+        bucket = Bucket()
+    if own:
+        _fold_combos(bucket, own, categories)
     return bucket
+
+
+def _fold_combos(bucket: Bucket, combos: list[_Combo], categories: EvalCategories) -> None:
+    plans = (combos[0][0] if len(combos) == 1
+             else [planned for combo in combos for planned in combo[0]])
+    if any(combo[2] for combo in combos):
+        fold_planned(bucket, plans, categories)
+    else:
+        bucket.fold_plans(plans, categories)  # type: ignore[arg-type]  # spans only
 
 
 def _joined(old: SessionTouch | None, new: SessionTouch) -> SessionTouch:
     if old is None:
         return new
-    return SessionTouch(new.session_id, min(old.first_unix_ns, new.first_unix_ns),
-                        max(old.last_unix_ns, new.last_unix_ns), old.cost_pusd + new.cost_pusd,
-                        old.priced_calls + new.priced_calls, old.calls + new.calls)
+    return new_touch(new.session_id, min(old.first_unix_ns, new.first_unix_ns),
+                     max(old.last_unix_ns, new.last_unix_ns), old.cost_pusd + new.cost_pusd,
+                     old.priced_calls + new.priced_calls, old.calls + new.calls)

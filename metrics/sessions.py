@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ingest.span import LLMSpan
+from ingest.span import LLMSpan, fast_builder
 from metrics.bucket import PICO_USD
 
 STATE_VERSION = 1
@@ -97,6 +98,11 @@ class SessionsState:
     closed_early: int
 
 
+new_touch: Callable[[str, int, int, int, int, int], SessionTouch] = fast_builder(SessionTouch)
+"""`SessionTouch` from all six fields, without the frozen dataclass' `__init__` (pre-aggregation
+makes one per span with a session and per join)."""
+
+
 def touch_of(span: LLMSpan) -> SessionTouch | None:
     """The session activity of one span, None when it carries no session id."""
     session_id = span.context.session_id
@@ -105,9 +111,8 @@ def touch_of(span: LLMSpan) -> SessionTouch | None:
     is_call = span.kind in ("llm", "embedding")
     cost = span.cost_usd
     if not is_call or cost is None or not math.isfinite(cost):
-        return SessionTouch(session_id, span.end_unix_ns, span.end_unix_ns, 0, 0, int(is_call))
-    return SessionTouch(session_id, span.end_unix_ns, span.end_unix_ns,
-                        round(cost * PICO_USD), 1, 1)
+        return new_touch(session_id, span.end_unix_ns, span.end_unix_ns, 0, 0, int(is_call))
+    return new_touch(session_id, span.end_unix_ns, span.end_unix_ns, round(cost * PICO_USD), 1, 1)
 
 
 class SessionTracker:
@@ -148,8 +153,15 @@ class SessionTracker:
         """Fold activity in, merging every segment it comes within `idle_timeout` of."""
         merged = (touch.first_unix_ns, touch.last_unix_ns, touch.cost_pusd, touch.priced_calls,
                   touch.calls)
+        packed = self._open.pop(touch.session_id, None)
+        if packed is None:  # a session not open yet (most touches in a window stage's minute)
+            self._segments += 1
+            self._open[touch.session_id] = _pack([merged])
+            while self._segments > self._max_open:
+                self._evict_oldest()
+            return
         kept: list[Segment] = []
-        for seg in _unpack(self._open.pop(touch.session_id, b"")):
+        for seg in _unpack(packed):
             if seg[0] - merged[1] < self._idle_ns and merged[0] - seg[1] < self._idle_ns:
                 merged = (min(seg[0], merged[0]), max(seg[1], merged[1]), seg[2] + merged[2],
                           seg[3] + merged[3], seg[4] + merged[4])

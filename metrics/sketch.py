@@ -11,7 +11,8 @@ objects: one costs about 2 KB of Python objects even when nearly empty, a series
 sketches in its rollup rings, and state must be plain data. Here a live sketch is a small dict
 of the bins it touched; a closed one is a byte string (sparse or dense, 1-8 byte counts) that
 merges lazily: `merge` only appends the payload, and bins are summed with numpy when a quantile
-or the state is needed.
+or the state is needed (all of a view's payloads decoded in one pass). A live sketch's few bins
+encode in plain Python (`_encode_bins`): numpy's per-call cost is larger than the work there.
 
 Error: for a value v > 2.3e-308 the returned quantile q' satisfies |q' - v| <= 0.01 * v, where v
 is the exact "lower" quantile. Bins are bounded by `BIN_LIMIT` (1024 bins = 9 decades at 1%,
@@ -23,7 +24,11 @@ and subnormal values count as 0; NaN and infinities are ignored.
 from __future__ import annotations
 
 import math
+import operator
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate, compress, repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -31,13 +36,24 @@ from ddsketch.mapping import LogarithmicMapping
 
 RELATIVE_ACCURACY = 0.01
 BIN_LIMIT = 1024
+SMALL_PAYLOAD = 64
+"""Largest payload (bytes) `merge_live_parts` decodes into a sketch's bins: about where plain
+Python decoding stops beating `_materialise`'s numpy calls (measured at close, 2026-11)."""
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE = float(_MAPPING.min_possible)
 _WIDTHS = ((0xFF, "<u1"), (0xFFFF, "<u2"), (0xFFFF_FFFF, "<u4"), (2**63 - 1, "<u8"))
 _UNARY, _DENSE, _SPARSE = 0, 1, 2  # payload layouts, in tie-break order
 _HEADER = 5  # format byte + int32 lowest key
+_HEAD = struct.Struct("<Bi")  # format byte, lowest key
+_UNARY_HEAD = struct.Struct("<BiH")  # then, in the unary layout, the number of bins
+_UNARY_HEAD_DTYPE = np.dtype([("layout", "u1"), ("low", "<i4"), ("bins", "<u2")])
+_STRUCT_CODES = "BHIQ"  # struct's codes of `_WIDTHS`
+_RUNS = ["1" * count + "0" for count in range(256)]
+"""Unary code of a byte count: `count` ones, then a zero (a `str.translate` table)."""
 
 Counts = npt.NDArray[np.int64]
+Dense = tuple[int, Counts, Counts]
+"""A sketch's summed bins: lowest key, count per key from it, running sum of the counts."""
 _NO_ADDS: dict[int, int] = {}
 _NO_PARTS: list[bytes] = []
 """Shared `_adds` and `_parts` of sketches without pending adds or payloads (never written:
@@ -92,7 +108,7 @@ class QuantileSketch:
         self._parts: list[bytes] = _NO_PARTS
         self._count = 0
         self._zero = 0
-        self._dense: tuple[int, Counts] | None = None
+        self._dense: Dense | None = None
 
     @property
     def count(self) -> int:
@@ -165,8 +181,51 @@ class QuantileSketch:
         self._count += count
         self._zero += zero_count
         self._dense = None
-        if bins:
-            self._add_part(bins)
+        if bins:  # `_add_part`, inlined: a view merges up to 60 states per sketch
+            if self._parts is _NO_PARTS:
+                self._parts = [bins]
+            else:
+                self._parts.append(bins)
+
+    def live_fields(self) -> tuple[int, int, bytes | dict[int, int]]:
+        """`state_fields` for `flows.wire`: a live sketch's bins as their own dict (not
+        encoded: pickled at once, read by `merge_live_parts` on arrival; the caller must not
+        change it), a sketch holding payloads as its canonical payload."""
+        if self._parts:
+            return self.state_fields()
+        return (self._count, self._zero, self._adds)
+
+    def merge_live_parts(self, count: int, zero_count: int,
+                         bins: bytes | dict[int, int]) -> None:
+        """`merge_parts` of a live minute's partial received from another process
+        (`live_fields`), so the sketch merges and encodes in plain Python like a local one at
+        minute close instead of taking `_materialise`'s numpy path: bins given as a dict are
+        added to the pending adds, a small payload (5-30 bins) is decoded into them (plain
+        Python, `_decode_into`); a large one stays lazy (numpy, as views and rollups)."""
+        if count == 0:
+            return
+        if isinstance(bins, bytes) and len(bins) > SMALL_PAYLOAD:
+            self.merge_parts(count, zero_count, bins)
+            return
+        self._count += count
+        self._zero += zero_count
+        self._dense = None
+        if not bins:
+            return
+        adds = self._adds
+        if isinstance(bins, dict):
+            if adds is _NO_ADDS:
+                self._adds = adds = dict(bins)  # a copy: pickle may share one dict twice
+            else:
+                get = adds.get
+                for key, value in bins.items():
+                    adds[key] = get(key, 0) + value
+        else:
+            if adds is _NO_ADDS:
+                self._adds = adds = {}
+            _decode_into(bins, adds)
+        if len(adds) > 2 * BIN_LIMIT:
+            self._collapse_adds()
 
     def _add_part(self, bins: bytes) -> None:
         if self._parts is _NO_PARTS:
@@ -183,20 +242,33 @@ class QuantileSketch:
         rank = q * (self._count - 1)
         if rank < self._zero:
             return 0.0
-        low, counts = self._materialise()
-        running = np.cumsum(counts)
-        index = int(np.searchsorted(running, rank - self._zero, side="right"))
+        low, counts, running = self._materialise()
+        index = int(running.searchsorted(rank - self._zero, side="right"))
         return value_of(low + min(index, len(counts) - 1))
 
     def to_state(self) -> SketchState:
         """Canonical plain-data state (sums pending payloads once)."""
-        if not self._adds and len(self._parts) <= 1:
-            return SketchState(self._count, self._zero, self._parts[0] if self._parts else b"")
-        if not self._parts and max(self._adds) - min(self._adds) < BIN_LIMIT:
+        return SketchState(self._count, self._zero, self.payload())
+
+    def state_fields(self) -> tuple[int, int, bytes]:
+        """`to_state()` as its `(count, zero_count, bins)` tuple, as packed blobs hold it."""
+        return (self._count, self._zero, self.payload())
+
+    def payload(self) -> bytes:
+        """The state's canonical bin payload (`SketchState.bins`)."""
+        if not self._adds:
+            parts = self._parts
+            if len(parts) <= 1:
+                return parts[0] if parts else b""
+        elif not self._parts:
             # a live bucket's few bins: plain Python beats numpy's per-call overhead here
-            return SketchState(self._count, self._zero, _encode_bins(self._adds))
-        low, counts = self._materialise()
-        return SketchState(self._count, self._zero, _encode(low, counts))
+            encoded = _encode_bins(self._adds, BIN_LIMIT)
+            if encoded is not None:
+                return encoded
+        low, counts, _ = self._materialise()
+        parts = self._parts
+        # `_materialise` just encoded the sum as the one part: no need to encode it again
+        return parts[0] if len(parts) == 1 and not self._adds else _encode_dense(low, counts)
 
     @classmethod
     def from_state(cls, state: SketchState) -> QuantileSketch:
@@ -204,20 +276,30 @@ class QuantileSketch:
         sketch.merge_state(state)
         return sketch
 
-    def _materialise(self) -> tuple[int, Counts]:
-        """Sum adds and payloads into one dense, collapsed bin array (cached)."""
+    def _materialise(self) -> Dense:
+        """Sum adds and payloads into one dense, collapsed bin array (cached, with its running
+        sum: a view asks for up to three quantiles of a sketch)."""
         if self._dense is not None:
             return self._dense
-        key_arrays = [np.fromiter(self._adds.keys(), np.int64, len(self._adds))]
-        count_arrays = [np.fromiter(self._adds.values(), np.int64, len(self._adds))]
-        for part in self._parts:
-            keys, counts = _decode(part)
-            key_arrays.append(keys)
-            count_arrays.append(counts)
-        keys = np.concatenate(key_arrays)
-        counts = np.concatenate(count_arrays)
+        if not self._adds and len(self._parts) == 1:
+            run = _decode_run(self._parts[0])
+            if run is not None:
+                # One payload (a 1-minute view, a restored state): its bins are already dense
+                # and collapsed, and the payload is already the canonical one.
+                self._dense = (run[0], run[1], run[1].cumsum())
+                return self._dense
+        key_arrays, count_arrays = _decode_parts(self._parts)
+        if self._adds:
+            key_arrays.append(np.fromiter(self._adds.keys(), np.int64, len(self._adds)))
+            count_arrays.append(np.fromiter(self._adds.values(), np.int64, len(self._adds)))
+        if len(key_arrays) == 1:
+            keys, counts = key_arrays[0], count_arrays[0]
+        elif key_arrays:
+            keys, counts = np.concatenate(key_arrays), np.concatenate(count_arrays)
+        else:
+            keys = counts = np.zeros(0, np.int64)
         if len(keys) == 0:
-            self._dense = (0, np.zeros(0, np.int64))
+            self._dense = (0, keys, keys)
             return self._dense
         low, high = int(keys.min()), int(keys.max())
         floor = high - BIN_LIMIT + 1
@@ -226,10 +308,10 @@ class QuantileSketch:
             low = floor
         dense = np.zeros(high - low + 1, np.int64)
         np.add.at(dense, keys - low, counts)
-        self._dense = (low, dense)
+        self._dense = (low, dense, dense.cumsum())
         # Keep one canonical payload instead of many: merged views stay small.
         self._adds = _NO_ADDS
-        self._parts = [_encode(low, dense)]
+        self._parts = [_encode_dense(low, dense)]
         return self._dense
 
     def _collapse_adds(self) -> None:
@@ -275,35 +357,209 @@ def _encode(low: int, dense: Counts) -> bytes:
             + dense[nonzero].astype(dtype).tobytes())
 
 
-def _encode_bins(bins: dict[int, int]) -> bytes:
-    """`_encode` of a few bins given as {key: count} (no collapse needed): the same bytes."""
-    keys = sorted(key for key, count in bins.items() if count)
-    if not keys:
-        return b""
-    low, high = keys[0], keys[-1]
-    span = high - low + 1
-    largest = max(bins[key] for key in keys)
+def _encode_bins(bins: dict[int, int], span_limit: int = 0xFFFF) -> bytes | None:
+    """`_encode` of a few bins given as {key: count}: the same bytes; None when the keys span
+    more than `span_limit` bins (a sketch's bins then need `_materialise`'s collapse).
+
+    Written for a live bucket's 5-30 bins, where numpy's per-call overhead dominates: the
+    counts go into one bytearray row over the key range (a count above 255 does not fit and
+    takes `_encode_wide`), and the unary bits come from it by one `str.translate`."""
+    counts = bins.values()
+    if not all(counts):
+        bins = {key: count for key, count in bins.items() if count}
+        if not bins:
+            return b""
+        counts = bins.values()
+    low = min(bins)
+    span = max(bins) - low + 1
+    if span > span_limit:
+        return None
+    row = bytearray(span)
+    try:
+        for key, count in bins.items():
+            row[key - low] = count
+    except ValueError:  # a count above 255 (or negative: not a sketch's)
+        return _encode_wide(bins, low, span)
+    encoded = _encode_row(low, row, sum(counts), len(bins))
+    if encoded is not None:
+        return encoded
+    keys = sorted(bins)
+    return (_HEAD.pack(_SPARSE, low) + _steps(keys, low)
+            + bytes(map(bins.__getitem__, keys)))
+
+
+def _encode_dense(low: int, dense: Counts) -> bytes:
+    """`_encode`, the same bytes, with fewer numpy calls when every count fits a byte (the
+    sums of views and hourly rollups, mostly)."""
+    largest = int(dense.max()) if len(dense) else 0
+    if not 0 < largest <= 0xFF:
+        return _encode(low, dense)
+    row = dense.astype(np.uint8).tobytes()
+    trimmed = row.lstrip(b"\0")
+    row = trimmed.rstrip(b"\0")
+    encoded = _encode_row(low + len(dense) - len(trimmed), row, int(dense.sum()),
+                          len(row) - row.count(0))
+    return _encode(low, dense) if encoded is None else encoded  # sparse: numpy's steps
+
+
+def _encode_row(low: int, row: bytes | bytearray, total: int, bins: int) -> bytes | None:
+    """The unary or dense layout of byte counts `row` (first and last non-zero) from key `low`,
+    whichever `_encode` picks; None when it picks sparse."""
+    span = len(row)
+    unary_bits = total + span
+    # byte counts (width 1): unary, dense and sparse sizes, ties in that order (`_encode`)
+    unary = (unary_bits + 7) // 8 + 2
+    sparse = 3 * bins
+    if unary <= span and unary <= sparse:
+        ones = int(row.decode("latin-1").translate(_RUNS), 2) << (-unary_bits % 8)
+        return _UNARY_HEAD.pack(_UNARY, low, span) + ones.to_bytes(unary - 2, "big")
+    if span <= sparse:
+        return _HEAD.pack(_DENSE, low) + row
+    return None
+
+
+def _encode_wide(bins: dict[int, int], low: int, span: int) -> bytes:
+    """`_encode_bins` when a count needs 2-8 bytes."""
+    keys = sorted(bins)
+    counts = bins.values()
+    largest = max(counts)
     width_code = next(code for code, (limit, _) in enumerate(_WIDTHS) if largest <= limit)
     width = 1 << width_code
-    unary_bits = sum(bins[key] for key in keys) + span
+    unary_bits = sum(counts) + span
     sizes = ((unary_bits + 7) // 8 + 2, span * width, len(keys) * (2 + width))
     best = sizes.index(min(sizes))
-    header = low.to_bytes(4, "little", signed=True)
     if best == _UNARY:
-        bits = 0
-        for key in range(low, high + 1):
-            count = bins.get(key, 0)
-            bits = ((bits << count) | ((1 << count) - 1)) << 1  # `count` ones, then a zero
-        padded = -unary_bits % 8
-        return (bytes([_UNARY]) + header + span.to_bytes(2, "little")
-                + (bits << padded).to_bytes((unary_bits + padded) // 8, "big"))
+        row = map(bins.get, range(low, low + span), repeat(0, span))
+        ones = int("0".join(map("1".__mul__, row)) + "0", 2) << (-unary_bits % 8)
+        return _UNARY_HEAD.pack(_UNARY, low, span) + ones.to_bytes(sizes[0] - 2, "big")
+    code = _STRUCT_CODES[width_code]
     if best == _DENSE:
-        return bytes([_DENSE | width_code << 2]) + header + b"".join(
-            bins.get(key, 0).to_bytes(width, "little") for key in range(low, high + 1))
-    steps = b"".join((key - previous).to_bytes(2, "little")
-                     for previous, key in zip([low, *keys], keys, strict=False))
-    return (bytes([_SPARSE | width_code << 2]) + header + steps
-            + b"".join(bins[key].to_bytes(width, "little") for key in keys))
+        return _HEAD.pack(_DENSE | width_code << 2, low) + struct.pack(
+            f"<{span}{code}", *map(bins.get, range(low, low + span), repeat(0, span)))
+    return (_HEAD.pack(_SPARSE | width_code << 2, low) + _steps(keys, low)
+            + struct.pack(f"<{len(keys)}{code}", *map(bins.__getitem__, keys)))
+
+
+def _steps(keys: list[int], low: int) -> bytes:
+    """Sparse layout's 2-byte key steps (the first from `low`, i.e. 0)."""
+    return struct.pack(f"<{len(keys)}H", *map(operator.sub, keys, [low, *keys]))
+
+
+def _decode_parts(parts: list[bytes]) -> tuple[list[Counts], list[Counts]]:
+    """Keys and counts of payloads made by `_encode` (as arrays to concatenate; keys may
+    repeat). A view or rollup sums up to 60 payloads per sketch, mostly unary and dense with
+    1-byte counts: those are decoded all at once, numpy's per-call cost paid once, not per part.
+    """
+    unary: list[bytes] = []
+    dense: list[bytes] = []
+    key_arrays: list[Counts] = []
+    count_arrays: list[Counts] = []
+    for part in parts:
+        layout = part[0]
+        if layout == _UNARY:
+            unary.append(part)
+        elif layout == _DENSE:  # width code 0: 1-byte counts
+            dense.append(part)
+        else:
+            keys, counts = _decode(part)
+            key_arrays.append(keys)
+            count_arrays.append(counts)
+    for group, decode in ((unary, _decode_unary), (dense, _decode_dense_bytes)):
+        if len(group) == 1:
+            run = _decode_run(group[0])
+            assert run is not None  # the group is unary or dense
+            low, counts = run
+            keys = np.arange(low, low + len(counts), dtype=np.int64)
+        elif group:
+            keys, counts = decode(group)
+        else:
+            continue
+        key_arrays.append(keys)
+        count_arrays.append(counts)
+    return key_arrays, count_arrays
+
+
+def _decode_unary(parts: list[bytes]) -> tuple[Counts, Counts]:
+    """`_decode` of several unary payloads at once (their keys concatenated)."""
+    heads = np.frombuffer(b"".join([part[:_HEADER + 2] for part in parts]), _UNARY_HEAD_DTYPE)
+    bins = heads["bins"].astype(np.int64)
+    sizes = np.fromiter(map(len, parts), np.int64, len(parts))
+    # the bits of the whole payloads: a part's header bits lie before its first body bit
+    bits = np.unpackbits(np.frombuffer(b"".join(parts), np.uint8))
+    zeros = np.flatnonzero(bits == 0)  # each bin's closing zero, then a part's padding zeros
+    starts = (np.cumsum(sizes) - sizes + _HEADER + 2) * 8  # each part's first body bit
+    first_bin = np.cumsum(bins) - bins  # each part's first bin in the output
+    # the first `bins` zeros from each part's body end its bins
+    ends = zeros[np.repeat(np.searchsorted(zeros, starts) - first_bin, bins)
+                 + np.arange(int(first_bin[-1] + bins[-1]))]
+    previous = np.empty_like(ends)
+    previous[1:] = ends[:-1]
+    previous[first_bin] = starts - 1
+    keys = np.repeat(heads["low"] - first_bin, bins) + np.arange(len(ends))
+    return keys, ends - previous - 1
+
+
+def _decode_dense_bytes(parts: list[bytes]) -> tuple[Counts, Counts]:
+    """`_decode` of several dense payloads with 1-byte counts at once."""
+    lows = np.array([_HEAD.unpack_from(part)[1] for part in parts], np.int64)
+    sizes = np.fromiter(map(len, parts), np.int64, len(parts)) - _HEADER
+    counts = np.frombuffer(b"".join([part[_HEADER:] for part in parts]), np.uint8)
+    first = np.cumsum(sizes) - sizes
+    keys = np.repeat(lows - first, sizes) + np.arange(len(counts))
+    return keys, counts.astype(np.int64)
+
+
+def _decode_run(payload: bytes) -> tuple[int, Counts] | None:
+    """Lowest key and counts of a unary or dense payload (None for sparse): `_decode` with fewer
+    numpy calls (unary bits split as a string of 0/1)."""
+    layout, width_code = payload[0] & 3, payload[0] >> 2
+    if layout == _UNARY:
+        _, low, bins = _UNARY_HEAD.unpack_from(payload)
+        body = payload[_HEADER + 2:]
+        bits = f"{int.from_bytes(body, 'big'):0{8 * len(body)}b}"
+        # runs of ones before each of the first `bins` zeros (the rest is padding)
+        return low, np.fromiter(map(len, bits.split("0", bins)), np.int64, bins)
+    if layout == _DENSE:
+        return _HEAD.unpack_from(payload)[1], np.frombuffer(
+            payload, _WIDTHS[width_code][1], offset=_HEADER).astype(np.int64)
+    return None
+
+
+def _decode_into(payload: bytes, bins: dict[int, int]) -> None:
+    """Add the bins of a payload made by `_encode` to `bins` ({key: count}, no zero counts):
+    `_decode` in plain Python, cheaper than numpy's per-call cost for a small payload. (Empty
+    bins are skipped by `compress`/`filter`, not a Python loop: a unary span is mostly them.)"""
+    layout, width_code = payload[0] & 3, payload[0] >> 2
+    keys: Iterable[int]
+    counts: Iterable[int]
+    if layout == _UNARY:
+        _, low, span = _UNARY_HEAD.unpack_from(payload)
+        body = payload[_HEADER + 2:]
+        runs = f"{int.from_bytes(body, 'big'):0{8 * len(body)}b}".split("0", span)
+        del runs[span:]  # padding
+        keys = compress(range(low, low + span), runs)
+        counts = map(len, filter(None, runs))
+    else:
+        low = _HEAD.unpack_from(payload)[1]
+        code = _STRUCT_CODES[width_code]
+        width = 1 << width_code
+        if layout == _DENSE:
+            size = (len(payload) - _HEADER) // width
+            row = payload[_HEADER:] if width_code == 0 else \
+                struct.unpack_from(f"<{size}{code}", payload, _HEADER)
+            keys = compress(range(low, low + size), row)
+            counts = filter(None, row)
+        else:
+            size = (len(payload) - _HEADER) // (2 + width)
+            steps = struct.unpack_from(f"<{size}H", payload, _HEADER)
+            keys = accumulate(steps[1:], initial=low)  # the first step is 0
+            counts = struct.unpack_from(f"<{size}{code}", payload, _HEADER + 2 * size)
+    if not bins:
+        bins.update(zip(keys, counts, strict=True))
+        return
+    get = bins.get
+    for key, count in zip(keys, counts, strict=True):
+        bins[key] = get(key, 0) + count
 
 
 def _decode(payload: bytes) -> tuple[Counts, Counts]:

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from ingest.span import EvalResult, LLMSpan
 from metrics.bucket import MINUTE_NS, Bucket, SpanPlan, event_unix_ns, minute_of
-from metrics.bucket_state import BucketState, pack
+from metrics.bucket_state import BucketState
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
 from metrics.partial import Planned, fold_planned
 from metrics.ring import CompactRing, RingState
@@ -329,7 +329,7 @@ class SeriesWindows:
         end = minute + MINUTE_NS
         # First roll up every hour that has minutes this put pushes out of the ring.
         self._roll_hours(before=end - self._minutes.size * MINUTE_NS)
-        self._minutes.put(minute, None if bucket.is_empty else pack(bucket.to_state()))
+        self._minutes.put(minute, None if bucket.is_empty else bucket.pack())
         self._closed_until = end
         if self._hours_rolled is None:
             self._hours_rolled = minute - minute % HOUR_NS
@@ -483,4 +483,4 @@ def _merged(ring: CompactRing, start: int, end: int) -> bytes | None:
     merged = Bucket()
     for blob in blobs:
         merged.merge_packed(blob)
-    return pack(merged.to_state())
+    return merged.pack()
