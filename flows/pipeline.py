@@ -54,8 +54,7 @@ from flows.steps import (
 from ingest.assembly import Record, TraceAssembler
 from ingest.decode import DeadLetter, Decoded, Decoder
 from metrics.bucket import event_unix_ns
-from metrics.partial import LabelKeys, Partial, preaggregate_each
-from metrics.series import SeriesKey
+from metrics.partial import LabelKeys, Partial, preaggregate_slots
 from metrics.shard import ShardWindows
 from metrics.windows import ClosedMinute
 from rules.config import RulesConfig
@@ -119,6 +118,7 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]
     shard_of: dict[str, int] = {}
     """Trace id -> shard index, for this batch (a trace's spans usually arrive together)."""
     decoded = dead = 0
+    counts = _Counts()
     for item in items:
         message = to_source_message(item)
         result = message if isinstance(message, DeadLetter) else decoder.decode(message)
@@ -127,7 +127,7 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]
             out.append(result)
             continue
         decoded += 1
-        _count(result)
+        counts.add(result)
         partition = partition_key(message.topic, message.partition)  # type: ignore[union-attr]
         newest = progress.get(partition, -1)
         decoded_records: tuple[Record, ...] = (*result.spans, *result.evals)
@@ -139,6 +139,7 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]
             newest = max(newest, event_unix_ns(record))
         if newest >= 0:
             progress[partition] = newest
+    counts.flush()
     if decoded:
         instruments.MESSAGES.labels("decoded").inc(decoded)
     if dead:
@@ -155,17 +156,34 @@ def _shard_index(trace_id: str) -> int:
     return zlib.crc32(trace_id.encode()) % ASSEMBLY_SHARDS
 
 
-def _count(result: Decoded) -> None:
-    instruments.SPANS_DROPPED.inc(result.raw_span_count - len(result.spans))
-    kinds: dict[str, int] = {}
-    for span in result.spans:
-        kinds[span.kind] = kinds.get(span.kind, 0) + 1
-        if span.unknown_cost_reason is not None:
-            instruments.UNKNOWN_COST.labels(span.unknown_cost_reason).inc()
-    for kind, count in kinds.items():  # one counter update per kind, not per span
-        instruments.SPANS.labels(kind).inc(count)
-    if result.evals:
-        instruments.EVALS.inc(len(result.evals))
+class _Counts:
+    """A batch's span, evaluation and unknown-cost counts, added to the counters once per
+    batch and label (a labelled counter update costs about as much as decoding a span)."""
+
+    def __init__(self) -> None:
+        self.ignored = self.evals = 0
+        self.kinds: dict[str, int] = {}
+        self.unknown_costs: dict[str, int] = {}
+
+    def add(self, result: Decoded) -> None:
+        self.ignored += result.raw_span_count - len(result.spans)
+        self.evals += len(result.evals)
+        kinds, unknown_costs = self.kinds, self.unknown_costs
+        for span in result.spans:
+            kinds[span.kind] = kinds.get(span.kind, 0) + 1
+            reason = span.unknown_cost_reason
+            if reason is not None:
+                unknown_costs[reason] = unknown_costs.get(reason, 0) + 1
+
+    def flush(self) -> None:
+        if self.ignored:
+            instruments.SPANS_DROPPED.inc(self.ignored)
+        for kind, count in self.kinds.items():
+            instruments.SPANS.labels(kind).inc(count)
+        for reason, count in self.unknown_costs.items():
+            instruments.UNKNOWN_COST.labels(reason).inc(count)
+        if self.evals:
+            instruments.EVALS.inc(self.evals)
 
 
 def _wall_ns() -> int:
@@ -184,7 +202,10 @@ class Preaggregator:
         self._config: RulesConfig | None = None
         self._every: tuple[Family, ...] = ()
         self._keys_of = LabelKeys([])
-        self._shards: dict[tuple[int, SeriesKey], int] = {}
+        self._ids = self._keys_of.ids
+        self._shards: dict[int, int] = {}
+        """Window shard by slot id of `_ids` (an int: hashing series keys per partial cost
+        more than the lookup saved)."""
 
     def partials(self, records: list[Record]) -> list[tuple[int, Partial]]:
         """One partial bucket per (rule family, series, minute) of `records`, with the index of
@@ -193,18 +214,17 @@ class Preaggregator:
         if config is not self._config:
             self._config, self._every = config, families(config)
             self._keys_of = LabelKeys([family.key_of for family in self._every])
-            self._shards = {}
-        return [(self._shard_of(index, partial.key), partial)
-                for index, partial in preaggregate_each(
-                    records, [family.key_of for family in self._every], keys_of=self._keys_of)]
-
-    def _shard_of(self, index: int, key: SeriesKey) -> int:
-        shard = self._shards.get((index, key))
-        if shard is None:
-            if len(self._shards) >= 100_000:
-                self._shards.clear()
-            shard = self._shards[index, key] = self._every[index].shard_of(key, WINDOW_SHARDS)
-        return shard
+        slotted = preaggregate_slots(records, self._keys_of)
+        if self._keys_of.ids is not self._ids:  # new keys or ids started afresh
+            self._ids, self._shards = self._keys_of.ids, {}
+        shards, out = self._shards, []
+        for slot_id, partial in slotted:
+            shard = shards.get(slot_id)
+            if shard is None:
+                index, key = self._ids.slot_keys[slot_id]
+                shard = shards[slot_id] = self._every[index].shard_of(key, WINDOW_SHARDS)
+            out.append((shard, partial))
+        return out
 
 
 def _newest(progress: Iterable[Progress]) -> list[Progress]:
