@@ -7,8 +7,9 @@ Configured by environment variables (set by run.py, one set per process):
   step), `e2e` (the real flow of `flows.pipeline.build_flow`, every rule of alerts.toml)
 - `SPANWATCH_BENCH_TAIL`: "0" (default; stop at the end of the topic) or "1" (live)
 - `SPANWATCH_BENCH_RESULTS`: JSON file this process writes at exit: when it started, when its
-  source delivered its first and last message, how many, when the run ended; for `e2e` also
-  every alert group handed to the notifier sink and every firing alert event, with wall time.
+  source delivered its first and last message, how many, when the run ended, and the process'
+  CPU seconds (all threads) at those three moments; for `e2e` also every alert group handed to
+  the notifier sink and every firing alert event, with wall time.
 - `SPANWATCH_BENCH_RESULTS_LIVE`: optional JSON-lines file appended to (and flushed) at each
   notifier call, for the live latency run that is stopped from outside.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import resource
 import threading
 import time
 from datetime import datetime
@@ -47,6 +49,12 @@ _stats: dict[str, Any] = {"t_import": T_IMPORT, "t_first": None, "t_last": None,
                           "messages": 0, "notifications": [], "firing": []}
 
 
+def _cpu_s() -> float:
+    """CPU seconds of the whole process (every thread; Bytewax's worker is one of them)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class _TimedPartition(StatefulSourcePartition[Any, Any]):
     def __init__(self, inner: StatefulSourcePartition[Any, Any]) -> None:
         self._inner = inner
@@ -54,11 +62,11 @@ class _TimedPartition(StatefulSourcePartition[Any, Any]):
     def next_batch(self) -> list[Any]:
         batch = list(self._inner.next_batch())  # StopIteration at the end passes through
         if batch:
-            now = time.time()
+            now, cpu = time.time(), _cpu_s()
             with _lock:
                 if _stats["t_first"] is None:
-                    _stats["t_first"] = now
-                _stats["t_last"] = now
+                    _stats["t_first"], _stats["cpu_first_s"] = now, cpu
+                _stats["t_last"], _stats["cpu_last_s"] = now, cpu
                 _stats["messages"] += len(batch)
         return batch
 
@@ -91,6 +99,7 @@ def _write_results() -> None:
         return
     with _lock:
         _stats["t_end"] = time.time()
+        _stats["cpu_s"] = _cpu_s()
         with Path(path).open("w", encoding="utf-8") as file:
             json.dump(_stats, file)
 

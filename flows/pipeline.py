@@ -69,8 +69,16 @@ from spanwatch.settings import Settings
 ASSEMBLY_SHARDS = 16
 WINDOW_SHARDS = 16
 """State is split into this many keys per step (spread over workers by Bytewax)."""
-ASSEMBLY_KEYS = tuple(f"a{i}" for i in range(ASSEMBLY_SHARDS))
+ASSEMBLY_KEYS = ("a0.25", "a1.14", "a2.24", "a3.5", "a4.10", "a5.20", "a6.38", "a7.6", "a8.36",
+                 "a9.49", "a10.23", "a11.27", "a12.35", "a13.53", "a14.24", "a15.18")
+"""Bytewax puts a key on worker `hash(key) % workers` (SipHash-1-3 of the string; a mask for
+a power of two): `a0`..`a15` put 12 of 16 assembly shards, so 3/4 of the spans and of the
+pre-aggregation, on one of 2 workers (9 on one of 4). These suffixes were searched so key i
+lands on worker i % n for n = 1, 2, 3, 4, 6, 8 (tests/flows/test_key_placement.py). Renaming
+them drops nothing: assembly state lives for the assembly wait (a restored window watermark
+waits once, for the idle timeout, on the old names' forwarded progress)."""
 WINDOW_KEYS = tuple(f"w{i}" for i in range(WINDOW_SHARDS))
+"""8 and 8 on 2 workers (not even on 3 or more; renaming them would orphan recovered series)."""
 
 Keyed = tuple[str, Any]
 

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows import instruments
+from flows import instruments, wire
 from ingest.assembly import Record, TraceAssembler
 from metrics.bucket import MINUTE_NS
 from metrics.partial import Partial
@@ -54,13 +54,31 @@ class Batch(Generic[T]):
     that follows them; the same order as if each had been sent on its own.
 
     The flow exchanges one `Batch` per (key, batch) instead of one item per span: Bytewax
-    routes, calls Python for and, across processes, pickles every item.
+    routes, calls Python for and, across processes, pickles every item. A batch pickles as its
+    `flows.wire` form, encoded once and kept (timely pickles a message twice: for its length,
+    then for its bytes).
     """
 
     shard: str
     """The step key it is addressed to (steps learn their own key from it)."""
     items: Sequence[T]
     progress: tuple[Progress, ...] = ()
+    _wire: bytes | None = field(default=None, init=False, compare=False, repr=False)
+    """`wire.encode(items)`, once pickled (a batch is not changed after it is sent)."""
+
+    def __reduce__(self) -> tuple[Callable[..., Batch[Any]], tuple[Any, ...]]:
+        encoded = self._wire
+        if encoded is None:
+            encoded = wire.encode(self.items)
+            object.__setattr__(self, "_wire", encoded)
+        progress = tuple((p.partition, p.max_event_unix_ns, p.wall_unix_ns, p.shard)
+                         for p in self.progress)
+        return (_batch_from_wire, (self.shard, encoded, progress))
+
+
+def _batch_from_wire(shard: str, encoded: bytes,
+                     progress: tuple[tuple[str, int, int, str], ...]) -> Batch[Any]:
+    return Batch(shard, wire.decode(encoded), tuple(Progress(*p) for p in progress))
 
 
 @dataclass(frozen=True, slots=True)
