@@ -245,24 +245,11 @@ def _newest(progress: Iterable[Progress]) -> list[Progress]:
     return list(newest.values())
 
 
-def preaggregate_batch(rules: Callable[[], RulesConfig],
-                       batch: Sequence[Record | Progress]) -> list[Keyed]:
-    """One partial bucket per (rule family, series, minute) of the batch, keyed by the shard
-    that owns the series; then the batch's forwarded progress, to every window shard.
-    (Item by item; the flow uses `preaggregate_batches`.)"""
-    records = [r for r in batch if not isinstance(r, Progress)]
-    out: list[Keyed] = [(WINDOW_KEYS[shard], partial)
-                        for shard, partial in Preaggregator(rules).partials(records)]
-    for p in _newest(r for r in batch if isinstance(r, Progress)):
-        for key in WINDOW_KEYS:
-            out.append((key, Progress(p.partition, p.max_event_unix_ns, p.wall_unix_ns, key)))
-    return out
-
-
 def preaggregate_batches(preaggregator: Preaggregator,
                          batch: Sequence[Batch[Record]]) -> list[tuple[str, Batch[Partial]]]:
-    """`preaggregate_batch` over assembly output `Batch`es: one `Batch` per window shard with
-    its partials, then the newest forwarded progress of each partition."""
+    """One partial bucket per (rule family, series, minute) of the records of assembly output
+    `Batch`es, as one `Batch` per window shard with the partials of the series it owns, then
+    the newest forwarded progress of each partition (every window shard gets it)."""
     records: list[Record] = []
     for item in batch:
         records.extend(item.items)
@@ -319,7 +306,7 @@ def build_flow(settings: Settings, rules: RulesConfig, sinks: FlowSinks,
                            max_finished_traces=max(1, ingest.eval_context_traces
                                                    // ASSEMBLY_SHARDS),
                            own_clock=False),
-            new_watermark(watermark_policy, timedelta(0))), batched=True)
+            new_watermark(watermark_policy, timedelta(0))))
 
     assembled = cast(Stream[Batch[Record]], op.key_rm(
         "assembled", op.stateful_batch("assemble", keyed, build_assembly)))

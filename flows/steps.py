@@ -165,11 +165,7 @@ class AssemblyState:
     sources: dict[str, SourceProgress] = field(default_factory=dict)
 
 
-AssemblyIn = Record | Progress | Batch[Record]
-AssemblyOut = Record | Progress | Batch[Record]
-
-
-class AssemblyLogic(StatefulBatchLogic[AssemblyIn, AssemblyOut, AssemblyState]):
+class AssemblyLogic(StatefulBatchLogic[Batch[Record], Batch[Record], AssemblyState]):
     """Trace assembly for one shard; stream time is the watermark over all source partitions.
 
     Progress is forwarded downstream (as `forwarded(partition, shard)`) after the records
@@ -178,18 +174,16 @@ class AssemblyLogic(StatefulBatchLogic[AssemblyIn, AssemblyOut, AssemblyState]):
     also capped at the assembler's hold limit, so records still held here (waiting for their
     root) can never become late there; once they are released the rest follows.
 
-    Input is `Batch`es (the flow) or single records and progress (tests), in order. With
-    `batched`, each call's output is one `Batch` (the released records, then the forwarded
-    progress) instead of one item per record.
+    Input is `Batch`es, in order; each call's output is at most one `Batch` (the released
+    records, then the forwarded progress).
     """
 
-    def __init__(self, state: AssemblyState, *, batched: bool = False) -> None:
+    def __init__(self, state: AssemblyState) -> None:
         self._state = state
-        self._batched = batched
         self._reported_open = 0
         self._clock = SourceClock()
 
-    def on_batch(self, values: list[AssemblyIn]) -> tuple[Iterable[AssemblyOut], bool]:
+    def on_batch(self, values: list[Batch[Record]]) -> tuple[Iterable[Batch[Record]], bool]:
         records: list[Record] = []
         state = self._state
         assembler = state.assembler
@@ -197,25 +191,18 @@ class AssemblyLogic(StatefulBatchLogic[AssemblyIn, AssemblyOut, AssemblyState]):
         read: set[str] = set()
         self._clock.received()
         for value in values:
-            if isinstance(value, Batch):
-                state.shard = value.shard or state.shard
-                if value.items:
-                    records.extend(assembler.add_many(value.items))
-                for progress in value.progress:
-                    self._observe(progress, read)
-            elif isinstance(value, Progress):
-                self._observe(value, read)
-            else:
-                records.extend(assembler.add(value))
+            state.shard = value.shard or state.shard
+            if value.items:
+                records.extend(assembler.add_many(value.items))
+            for progress in value.progress:
+                self._observe(progress, read)
         records.extend(self._advance(self._clock.read))
         forwarded_progress = self._forward(read)
         instruments.TRACES_RELEASED_EARLY.inc(assembler.released_early - before)
         self._report_open()
         return self._output(records, forwarded_progress), False
 
-    def _output(self, records: list[Record], progress: list[Progress]) -> list[AssemblyOut]:
-        if not self._batched:
-            return [*records, *progress]
+    def _output(self, records: list[Record], progress: list[Progress]) -> list[Batch[Record]]:
         if not records and not progress:
             return []
         return [Batch(self._state.shard, records, tuple(progress))]
@@ -263,13 +250,13 @@ class AssemblyLogic(StatefulBatchLogic[AssemblyIn, AssemblyOut, AssemblyState]):
         instruments.OPEN_TRACES.inc(self._state.assembler.open_traces - self._reported_open)
         self._reported_open = self._state.assembler.open_traces
 
-    def on_notify(self) -> tuple[Iterable[AssemblyOut], bool]:
+    def on_notify(self) -> tuple[Iterable[Batch[Record]], bool]:
         records = self._advance(self._clock.now())
         progress = self._forward(set())
         self._report_open()
         return self._output(records, progress), False
 
-    def on_eof(self) -> tuple[Iterable[AssemblyOut], bool]:
+    def on_eof(self) -> tuple[Iterable[Batch[Record]], bool]:
         records = self._state.assembler.release_all()
         progress = self._forward(set(), capped=False)
         self._report_open()
@@ -306,7 +293,7 @@ def lifecycle_policy(config: RulesConfig) -> dict[str, LifecyclePolicy]:
 
 
 WindowOutput = AlertEvent | Tick
-WindowIn = Partial | Progress | Batch[Partial]
+WindowIn = Batch[Partial]
 
 
 class WindowLogic(StatefulBatchLogic[WindowIn, WindowOutput, WindowState]):
@@ -345,24 +332,15 @@ class WindowLogic(StatefulBatchLogic[WindowIn, WindowOutput, WindowState]):
         watermark = state.watermark.current(clock.read)
         stale = False
         for value in values:
-            if isinstance(value, Batch):
-                state.shard = value.shard or state.shard
-                if value.items:
-                    if stale:
-                        watermark = state.watermark.current(clock.read)
-                        stale = False
-                    self._add(value.items, watermark)
-                for progress in value.progress:
-                    self._observe(progress)
-                    stale = True
-            elif isinstance(value, Progress):
-                self._observe(value)
-                stale = True
-            else:
+            state.shard = value.shard or state.shard
+            if value.items:
                 if stale:
                     watermark = state.watermark.current(clock.read)
                     stale = False
-                self._add((value,), watermark)
+                self._add(value.items, watermark)
+            for progress in value.progress:
+                self._observe(progress)
+                stale = True
         if stale:
             watermark = state.watermark.current(clock.read)
         return self._close(watermark), False

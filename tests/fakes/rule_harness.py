@@ -7,17 +7,17 @@ statistics of every `Evaluation` (how many were gated, breached, the values seen
 rule that did or did not fire.
 
 What runs is the production code of `flows/`, minus Bytewax: each minute's records are
-pre-aggregated with `flows.pipeline.preaggregate_batch` (one partial per rule family, series and
-minute, keyed by the window shard that owns the series), and every shard's partials plus a
-`Progress` up to the end of that minute go to that shard's `flows.steps.WindowLogic.on_batch`,
-whose state is a fresh `WindowState` (ShardWindows, RuleEvaluator, AlertLifecycle) and which
-derives its policies with `flows.steps.lifecycle_policy(config)`. So windows close, rules
-evaluate and alerts move in exactly WindowLogic's order (close_until(watermark) -> per closed
-minute: evaluate -> lifecycle.observe -> lifecycle.tick(minute end) -> finally
-tick(watermark)). Records reach the window step in event-time order with no lateness: a minute
-closes once every record ending in it was added, as the flow does once the source watermark
-passes it. The only addition is a tap on the evaluator that counts evaluations (`stats`) and
-keeps those of `trace`d rules.
+pre-aggregated with `flows.pipeline.preaggregate_batches` (one partial per rule family, series
+and minute, in a `Batch` per window shard that owns the series), and every shard's partials plus
+a `Progress` up to the end of that minute go, as one `Batch`, to that shard's
+`flows.steps.WindowLogic.on_batch`, whose state is a fresh `WindowState` (ShardWindows,
+RuleEvaluator, AlertLifecycle) and which derives its policies with
+`flows.steps.lifecycle_policy(config)`. So windows close, rules evaluate and alerts move in
+exactly WindowLogic's order (close_until(watermark) -> per closed minute: evaluate ->
+lifecycle.observe -> lifecycle.tick(minute end) -> finally tick(watermark)). Records reach the
+window step in event-time order with no lateness: a minute closes once every record ending in it
+was added, as the flow does once the source watermark passes it. The only addition is a tap on
+the evaluator that counts evaluations (`stats`) and keeps those of `trace`d rules.
 
 `snapshot()` copies the whole state, so a warm multi-day baseline can be computed once and each
 incident replayed from it; `reconfigure` / `narrow` change the rules the way a hot reload of
@@ -34,11 +34,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from flows.pipeline import WINDOW_SHARDS, preaggregate_batch
-from flows.steps import Progress, WindowIn, WindowLogic, WindowState, lifecycle_policy
+from flows.pipeline import WINDOW_SHARDS, Preaggregator, preaggregate_batches
+from flows.steps import Batch, Progress, WindowLogic, WindowState, lifecycle_policy
 from ingest.span import EvalResult, LLMSpan
 from metrics.bucket import MINUTE_NS, event_unix_ns, minute_of
 from metrics.catalog import compute
+from metrics.partial import Partial
 from metrics.series import key_of
 from metrics.shard import ShardWindows
 from metrics.watermark import Watermark
@@ -204,15 +205,18 @@ class RuleHarness:
             "rules": tuple(rule for rule in self.config.rules if rule.name in names)}))
 
     def _step(self, minute: int) -> None:
-        batch = self._pending.pop(minute, [])
-        values: list[list[WindowIn]] = [[] for _ in self._logics]
-        for key, partial in preaggregate_batch(self._rules, batch):
-            values[int(key.removeprefix("w")) % self.shards].append(partial)
+        records = self._pending.pop(minute, [])
+        partials: list[list[Partial]] = [[] for _ in self._logics]
+        # A fresh pre-aggregator per minute (the flow keeps one): its memos change no partial,
+        # and would only grow what `snapshot()` deep-copies.
+        for key, batch in preaggregate_batches(Preaggregator(self._rules),
+                                               [Batch("a0", records)]):
+            partials[int(key.removeprefix("w")) % self.shards].extend(batch.items)
         end = minute + MINUTE_NS
         wall = time.time_ns()
         for index, logic in enumerate(self._logics):
-            values[index].append(Progress(PARTITION, end, wall, f"w{index}"))
-            out, _ = logic.on_batch(values[index])
+            progress = (Progress(PARTITION, end, wall),)
+            out, _ = logic.on_batch([Batch(f"w{index}", partials[index], progress)])
             self.events.extend(event for event in out if isinstance(event, AlertEvent))
         self.now_ns = end
 

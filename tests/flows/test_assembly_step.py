@@ -8,11 +8,9 @@ from __future__ import annotations
 import pickle
 import time
 from datetime import timedelta
-from typing import cast
 
-from flows.pipeline import preaggregate_batch
+from flows.pipeline import WINDOW_KEYS, Preaggregator, preaggregate_batches
 from flows.steps import (
-    AssemblyIn,
     AssemblyLogic,
     AssemblyState,
     Batch,
@@ -48,8 +46,8 @@ def span(trace: str, span_id: str, end_s: float, *, root: bool = False,
 
 
 def progress(at_s: float) -> Progress:
-    """Decode's progress for the one source partition, as addressed to assembly shard a0."""
-    return Progress(PARTITION, T0 + int(at_s * S), time.time_ns(), SHARD)
+    """Decode's progress for the one source partition."""
+    return Progress(PARTITION, T0 + int(at_s * S), time.time_ns())
 
 
 def assembly_step() -> AssemblyLogic:
@@ -61,22 +59,24 @@ def assembly_step() -> AssemblyLogic:
         new_watermark(policy, timedelta(0))))
 
 
-def run(step: AssemblyLogic, batch: list[Record | Progress]) -> list[Record | Progress]:
-    out, done = step.on_batch(list[AssemblyIn](batch))
+def run(step: AssemblyLogic, records: list[Record], *progress: Progress) -> Batch[Record]:
+    """One call with one source batch's `Batch`; the step's one `Batch` out (empty if none)."""
+    out, done = step.on_batch([Batch(SHARD, records, progress)])
     assert not done
-    items = list(out)
-    assert not any(isinstance(item, Batch) for item in items)  # unbatched in, unbatched out
-    return cast(list[Record | Progress], items)
+    sent = list(out)
+    assert len(sent) <= 1, "at most one Batch per call"
+    assert all(batch.shard == SHARD for batch in sent)
+    return sent[0] if sent else Batch(SHARD, [])
 
 
 def test_child_in_one_backlog_batch_gets_the_root_from_the_next() -> None:
     step = assembly_step()
-    run(step, [progress(10)])
+    run(step, [], progress(10))
     # One backlog batch covers minutes 0-5; its last trace's root is in the next batch.
-    first = run(step, [span("t", "llm", 299), progress(299)])
-    assert [r for r in first if not isinstance(r, Progress)] == []
-    second = run(step, [span("t", "root", 299.1, root=True, session_id="s1"), progress(330)])
-    labelled = {r.span_id: r.context.session_id for r in second if isinstance(r, LLMSpan)}
+    first = run(step, [span("t", "llm", 299)], progress(299))
+    assert list(first.items) == []
+    second = run(step, [span("t", "root", 299.1, root=True, session_id="s1")], progress(330))
+    labelled = {r.span_id: r.context.session_id for r in second.items if isinstance(r, LLMSpan)}
     assert labelled == {"root": "s1", "llm": "s1"}
 
 
@@ -84,15 +84,15 @@ def test_a_held_child_and_the_forwarding_survive_a_snapshot() -> None:
     """Bytewax recovery pickles the step state: restored mid-wait, the child still gets its
     root, and progress goes on being forwarded behind the released records."""
     step = assembly_step()
-    run(step, [progress(10)])
-    first = run(step, [span("t", "llm", 299), progress(299)])
-    assert [p.max_event_unix_ns for p in first if isinstance(p, Progress)] == [T0 + 299 * S]
+    run(step, [], progress(10))
+    first = run(step, [span("t", "llm", 299)], progress(299))
+    assert [p.max_event_unix_ns for p in first.progress] == [T0 + 299 * S]
     restored = AssemblyLogic(pickle.loads(pickle.dumps(step.snapshot())))  # noqa: S301 - own bytes
-    second = run(restored, [span("t", "root", 299.1, root=True, session_id="s1"),
-                            progress(340)])
-    labelled = {r.span_id: r.context.session_id for r in second if isinstance(r, LLMSpan)}
+    second = run(restored, [span("t", "root", 299.1, root=True, session_id="s1")],
+                 progress(340))
+    labelled = {r.span_id: r.context.session_id for r in second.items if isinstance(r, LLMSpan)}
     assert labelled == {"root": "s1", "llm": "s1"}
-    assert [(p.partition, p.max_event_unix_ns) for p in second if isinstance(p, Progress)] == [
+    assert [(p.partition, p.max_event_unix_ns) for p in second.progress] == [
         (forwarded(PARTITION, SHARD), T0 + 340 * S)]
 
 
@@ -105,22 +105,26 @@ def test_forwarded_progress_stops_short_of_closing_a_held_spans_minute() -> None
     window_policy = WatermarkPolicy((forwarded(PARTITION, SHARD),),
                                     idle_timeout=timedelta(seconds=30),
                                     allowed_lateness=timedelta(0))
-    state = WindowState(ShardWindows(), new_watermark(window_policy, WAIT),
-                        RuleEvaluator(rules), AlertLifecycle())
     closed: list[ClosedMinute] = []
-    windows = WindowLogic(state, lambda: rules, on_closed_minutes=closed.extend)
+    windows = {key: WindowLogic(WindowState(ShardWindows(), new_watermark(window_policy, WAIT),
+                                            RuleEvaluator(rules), AlertLifecycle()),
+                                lambda: rules, on_closed_minutes=closed.extend)
+               for key in WINDOW_KEYS}
+    preaggregator = Preaggregator(lambda: rules)
 
-    def through(batch: list[Record | Progress]) -> None:
-        keyed = preaggregate_batch(lambda: rules, run(assembly, batch))
-        windows.on_batch([value for _, value in keyed])
+    def through(records: list[Record], at_s: float) -> None:
+        for key, batch in preaggregate_batches(preaggregator,
+                                               [run(assembly, records, progress(at_s))]):
+            windows[key].on_batch([batch])
 
     before = late_counts()
-    through([span("other", "x", 0), span("other", "r", 0.5, root=True), progress(75)])
-    through([span("held", "llm", 59), progress(75)])  # minute 0 closes at 90 s
-    through([progress(100)])                          # the span is held until 105 s
+    through([span("other", "x", 0), span("other", "r", 0.5, root=True)], 75)
+    through([span("held", "llm", 59)], 75)  # minute 0 closes at 90 s
+    through([], 100)                        # the span is held until 105 s
     assert not [m for m in closed if m.minute_start_unix_ns == T0], "minute 0 closed early"
-    through([progress(110)])                          # released: on time
-    windows.on_eof()
+    through([], 110)                        # released: on time
+    for step in windows.values():
+        step.on_eof()
 
     after = late_counts()
     late = {v: n - before.get(v, 0) for v, n in after.items() if n != before.get(v, 0)}

@@ -1,7 +1,9 @@
 """The batched flow steps (one `Batch` per shard and source batch instead of one item per span)
-must be a pure repackaging: the same records, partials, windows and progress, in the same
-order, as the item-by-item path; and the cheaper pieces they rest on (`LabelKeys`, the slot
-copy of a span's context) must agree with the generic code they replace.
+against independent expectations: every record assembled once, labelled from a root that came
+before it, progress never ahead of held records; partials those of the generic
+pre-aggregation, on the shard that owns their series; windows that close exactly what came in
+time. And the cheaper pieces they rest on (`LabelKeys`, the slot copy of a span's context) must
+agree with the generic code they replace.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import functools
 import pickle
 import random
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import fields, replace
 from datetime import timedelta
 from typing import Any, cast
@@ -23,20 +25,18 @@ from flows.kafka_io import KafkaItem
 from flows.pipeline import (
     ASSEMBLY_KEYS,
     WINDOW_KEYS,
+    WINDOW_SHARDS,
     Preaggregator,
     decode_batch,
-    preaggregate_batch,
     preaggregate_batches,
     trace_shard,
 )
 from flows.steps import (
     AssemblyLogic,
-    AssemblyOut,
     AssemblyState,
     Batch,
     Progress,
     WatermarkPolicy,
-    WindowIn,
     WindowLogic,
     WindowState,
     forwarded,
@@ -46,9 +46,9 @@ from ingest import assembly
 from ingest.assembly import Record, TraceAssembler
 from ingest.decode import DeadLetter, Decoded, Decoder, SourceMessage
 from ingest.span import EvalResult, EvalScore, LLMSpan, TraceContext
-from metrics.bucket import event_unix_ns
-from metrics.partial import KeyFunction, LabelKeys, Partial, preaggregate_each
-from metrics.series import LABELS, series_key
+from metrics.bucket import Bucket, event_unix_ns
+from metrics.partial import KeyFunction, LabelKeys, preaggregate_each
+from metrics.series import LABELS, SeriesKey, series_key
 from metrics.shard import ShardWindows
 from metrics.windows import ClosedMinute
 from rules.evaluate import RuleEvaluator
@@ -61,7 +61,7 @@ T0 = 1_764_201_600 * S  # a minute boundary
 WAIT_NS = 30 * S
 SHARD = "a0"
 PARTITION = "0-spans"
-WALL0 = 1_800_000_000 * S  # a fixed read clock: both paths see the same wall times
+WALL0 = 1_800_000_000 * S  # a fixed read clock: every run sees the same wall times
 
 
 # --- traffic ------------------------------------------------------------------------------------
@@ -107,85 +107,99 @@ def _traces(rng: random.Random, count: int, span_s: float) -> list[Record]:
 
 def _source_batches(records: list[Record], size: int) -> list[tuple[list[Record], Progress]]:
     """Source batches of `size` records, each with decode's progress (the newest event time read
-    so far) as addressed to assembly shard a0."""
+    so far; the `Batch` it travels in addresses it to assembly shard a0)."""
     out: list[tuple[list[Record], Progress]] = []
     newest = -1
     for start in range(0, len(records), size):
         chunk = records[start:start + size]
         newest = max(newest, *(event_unix_ns(r) for r in chunk))
-        out.append((chunk, Progress(PARTITION, newest, WALL0 + start * S // 10, SHARD)))
+        out.append((chunk, Progress(PARTITION, newest, WALL0 + start * S // 10)))
     return out
 
 
-def _assembly(*, batched: bool) -> AssemblyLogic:
+def _assembly() -> AssemblyLogic:
     policy = WatermarkPolicy((PARTITION,), idle_timeout=timedelta(seconds=30),
                              allowed_lateness=timedelta(0))
     return AssemblyLogic(AssemblyState(
         TraceAssembler(wait_ns=WAIT_NS, max_open_traces=40, max_finished_traces=1000,
                        own_clock=False),
-        new_watermark(policy, timedelta(0))), batched=batched)
+        new_watermark(policy, timedelta(0))))
 
 
-def _flat(out: list[AssemblyOut]) -> list[Record | Progress]:
-    """A batched step's output as the item-by-item step would send it."""
-    flat: list[Record | Progress] = []
-    for value in out:
-        assert isinstance(value, Batch), "a batched step sends only Batches"
-        flat.extend(value.items)
-        flat.extend(value.progress)
-    return flat
-
-
-def _unbatched(out: Iterable[AssemblyOut]) -> list[Record | Progress]:
-    items: list[Record | Progress] = []
-    for value in out:
-        assert not isinstance(value, Batch), "an item-by-item step sends no Batches"
-        items.append(value)
-    return items
-
-
-def _run_both(seed: int) -> tuple[list[list[Record | Progress]], list[list[AssemblyOut]]]:
-    """The same source batches through an item-by-item and a batched assembly step."""
-    rng = random.Random(seed)
-    batches = _source_batches(_traces(rng, 60, 150), rng.randint(5, 40))
-    single, batched = _assembly(batched=False), _assembly(batched=True)
-    single_out: list[list[Record | Progress]] = []
-    batched_out: list[list[AssemblyOut]] = []
+def _run(batches: list[tuple[list[Record], Progress]], *, split: bool = False
+         ) -> list[list[Batch[Record]]]:
+    """The source batches through an assembly step, one call each (with `split`, as two
+    `Batch`es: the first records without progress, then the rest with it), then end of input:
+    what each call sent."""
+    step = _assembly()
+    sent: list[list[Batch[Record]]] = []
     for records, progress in batches:
-        out, done = single.on_batch([*records, progress])
+        half = len(records) // 2
+        values = ([Batch(SHARD, records[:half]), Batch(SHARD, records[half:], (progress,))]
+                  if split else [Batch(SHARD, records, (progress,))])
+        out, done = step.on_batch(values)
         assert not done
-        single_out.append(_unbatched(out))
-        out_b, done = batched.on_batch([Batch(SHARD, records, (progress,))])
-        assert not done
-        batched_out.append(list(out_b))
-    single_out.append(_unbatched(single.on_eof()[0]))
-    batched_out.append(list(batched.on_eof()[0]))
-    return single_out, batched_out
+        sent.append(list(out))
+    sent.append(list(step.on_eof()[0]))
+    return sent
+
+
+def _batches(seed: int) -> list[tuple[list[Record], Progress]]:
+    rng = random.Random(seed)
+    return _source_batches(_traces(rng, 60, 150), rng.randint(5, 40))
 
 
 # --- assembly -----------------------------------------------------------------------------------
 
-def test_batched_assembly_sends_what_item_by_item_sends_in_the_same_order() -> None:
-    for seed in range(4):
-        single, batched = _run_both(seed)
-        assert [_flat(out) for out in batched] == single
-        labelled = [r for out in single for r in out
-                    if isinstance(r, LLMSpan) and r.kind == "llm"]
-        # The comparison is not vacuous: calls were labelled from their root, and some (whose
-        # root came after the wait) released without it.
-        assert {r.context.session_id is None for r in labelled} == {True, False}
-        assert any(isinstance(r, EvalResult) for out in single for r in out)
-
-
-def test_a_batched_step_sends_at_most_one_batch_per_call_addressed_to_its_shard() -> None:
-    _, batched = _run_both(11)
-    for out in batched:
-        assert len(out) <= 1
-        assert all(isinstance(b, Batch) and b.shard == SHARD for b in out)
-
-
 def _identity(record: Record) -> tuple[str, str, str | None, int]:
     return type(record).__name__, record.trace_id, record.span_id, event_unix_ns(record)
+
+
+def test_assembly_sends_every_record_once_labelled_from_a_root_that_came_before() -> None:
+    """Every record comes out exactly once; an LLM call released after its root arrived carries
+    the root's session, one released before its root arrived carries none."""
+    labelled = unlabelled = 0
+    for seed in range(4):
+        batches = _batches(seed)
+        root_at: dict[str, tuple[int, str | None]] = {}
+        """Trace -> (call its root arrived in, the root's session)."""
+        for call, (records, _) in enumerate(batches):
+            for r in records:
+                if isinstance(r, LLMSpan) and r.parent_span_id is None:
+                    root_at[r.trace_id] = (call, r.context.session_id)
+        sent = _run(batches)
+        released: list[tuple[int, Record]] = [(call, r) for call, out in enumerate(sent)
+                                              for batch in out for r in batch.items]
+        assert Counter(_identity(r) for _, r in released) == Counter(
+            _identity(r) for records, _ in batches for r in records)
+        assert any(isinstance(r, EvalResult) for _, r in released)
+        for call, r in released:
+            if not (isinstance(r, LLMSpan) and r.kind == "llm"):
+                continue
+            root_call, session = root_at[r.trace_id]
+            if root_call < call:
+                assert r.context.session_id == session, r
+                labelled += 1
+            elif root_call > call:
+                assert r.context.session_id is None, r
+                unlabelled += 1
+    # Not vacuous: calls were labelled from their root, and some (whose root came after the
+    # wait) were released without it.
+    assert labelled and unlabelled
+
+
+def test_a_call_split_into_several_batches_sends_what_one_batch_sends() -> None:
+    """The flow hands a step several `Batch`es per call: records are added batch by batch, in
+    order, as if they had come in one."""
+    for seed in range(4):
+        batches = _batches(seed)
+        assert _run(batches, split=True) == _run(batches)
+
+
+def test_an_assembly_step_sends_at_most_one_batch_per_call_addressed_to_its_shard() -> None:
+    for out in _run(_batches(11)):
+        assert len(out) <= 1
+        assert all(b.shard == SHARD for b in out)
 
 
 def test_progress_in_a_batch_is_never_ahead_of_its_records() -> None:
@@ -194,9 +208,8 @@ def test_progress_in_a_batch_is_never_ahead_of_its_records() -> None:
     arrived at, if it came that late). Records of a Batch travel ahead of its progress."""
     capped = 0
     for seed in range(4):
-        rng = random.Random(seed)
-        batches = _source_batches(_traces(rng, 60, 150), rng.randint(5, 40))
-        step = _assembly(batched=True)
+        batches = _batches(seed)
+        step = _assembly()
         arrived: dict[tuple[str, str, str | None, int], tuple[int, int]] = {}
         """Record identity -> (call it arrived in, stream time before that call)."""
         sent: list[tuple[int, int]] = []
@@ -207,7 +220,6 @@ def test_progress_in_a_batch_is_never_ahead_of_its_records() -> None:
             for r in records:
                 arrived[_identity(r)] = (call, stream)
             (out,) = step.on_batch([Batch(SHARD, records, (progress,))])[0]
-            assert isinstance(out, Batch)
             assert all(p.partition == forwarded(PARTITION, SHARD) for p in out.progress)
             for record in out.items:
                 came, stream_then = arrived[_identity(record)]
@@ -239,39 +251,67 @@ def _window_steps(rules_partitions: tuple[str, ...]
     return steps, closed
 
 
-def test_batched_preaggregation_closes_the_same_windows_as_item_by_item() -> None:
+Totals = tuple[int, int, int, int]
+
+
+def _totals(bucket: Bucket) -> Totals:
+    return bucket.records, bucket.requests, bucket.request_errors, bucket.spans
+
+
+def _add(into: dict[tuple[str, SeriesKey, int], Totals], key: tuple[str, SeriesKey, int],
+         totals: Totals) -> None:
+    old = into.get(key, (0, 0, 0, 0))
+    into[key] = (old[0] + totals[0], old[1] + totals[1], old[2] + totals[2], old[3] + totals[3])
+
+
+def test_preaggregated_batches_go_to_their_shards_and_close_every_record_in_time() -> None:
+    """Each window shard's `Batch` holds the generic pre-aggregation's partials of the series it
+    owns (in order) and the newest forwarded progress; the window steps close, per series and
+    minute, exactly those partials, except the ones whose minute had already closed when they
+    came (counted `too_late`)."""
+    # Not vacuous: some roots come after the wait, some of them after their minute closed.
+    assert sum(_windows_close_what_came_in_time(seed) for seed in (0, 3)) > 0
+
+
+def _windows_close_what_came_in_time(seed: int) -> int:
+    """The check above for one traffic seed; how many records came too late."""
     rules = exact_rules()
-    single, batched = _run_both(3)
-    partitions = (forwarded(PARTITION, SHARD),)
-    steps_1, closed_1 = _window_steps(partitions)
-    steps_b, closed_b = _window_steps(partitions)
+    every = families(rules)
+    functions = [family.key_of for family in every]
+    steps, closed = _window_steps((forwarded(PARTITION, SHARD),))
     preaggregator = Preaggregator(lambda: rules)
-    partials_1: list[Partial] = []
-    partials_b: list[Partial] = []
-    for out_1, out_b in zip(single, batched, strict=True):
-        per_key: dict[str, list[WindowIn]] = {key: [] for key in WINDOW_KEYS}
-        for key, value in preaggregate_batch(lambda: rules, out_1):
-            per_key[key].append(value)
-        partials_1.extend(v for key in WINDOW_KEYS for v in per_key[key]
-                          if isinstance(v, Partial))
-        by_batch = preaggregate_batches(preaggregator, [b for b in out_b if isinstance(b, Batch)])
-        assert len({key for key, _ in by_batch}) == len(by_batch), "one Batch per window shard"
+    expected: dict[tuple[str, SeriesKey, int], Totals] = {}
+    too_late = dict.fromkeys(WINDOW_KEYS, 0)
+    for out in _run(_batches(seed)):
+        records = [r for batch in out for r in batch.items]
+        progress = [p for batch in out for p in batch.progress]
+        assert len({p.partition for p in progress}) <= 1
+        newest = tuple(sorted(progress, key=lambda p: p.max_event_unix_ns)[-1:])
+        generic = preaggregate_each(records, functions)
+        owned = {key: [p for i, p in generic
+                       if WINDOW_KEYS[every[i].shard_of(p.key, WINDOW_SHARDS)] == key]
+                 for key in WINDOW_KEYS}
+        by_batch = preaggregate_batches(preaggregator, out)
+        assert {key: (list(b.items), b.progress, b.shard) for key, b in by_batch} == {
+            key: (owned[key], newest, key) for key in WINDOW_KEYS if owned[key] or newest}
         for key, batch in by_batch:
-            assert batch.shard == key
-            partials_b.extend(batch.items)
-            # The Batch carries exactly the items the item path addresses to its shard.
-            assert [*batch.items, *batch.progress] == [
-                v if not isinstance(v, Progress) else replace(v, shard="")
-                for v in per_key[key]]
-        for key in WINDOW_KEYS:
-            steps_1[key].on_batch(per_key[key])
-            steps_b[key].on_batch([b for k, b in by_batch if k == key])
-    for key in WINDOW_KEYS:
-        steps_1[key].on_eof()
-        steps_b[key].on_eof()
-    assert partials_1 and partials_b == partials_1
-    assert sum(len(c) for c in closed_1.values()) > 0
-    assert closed_b == closed_1
+            closed_until = steps[key].snapshot().windows.closed_until_unix_ns
+            for p in batch.items:
+                if closed_until is not None and p.minute_start_unix_ns < closed_until:
+                    too_late[key] += p.records
+                else:
+                    _add(expected, (key, p.key, p.minute_start_unix_ns), _totals(p.bucket))
+            steps[key].on_batch([batch])
+    got: dict[tuple[str, SeriesKey, int], Totals] = {}
+    for key, step in steps.items():
+        step.on_eof()
+        for minute in closed[key]:
+            if not minute.is_empty:
+                _add(got, (key, minute.key, minute.minute_start_unix_ns), _totals(minute.bucket))
+        assert step.snapshot().windows.late.counts["too_late"] == too_late[key]
+    assert len(expected) > 10
+    assert got == expected
+    return sum(too_late.values())
 
 
 # --- decode -------------------------------------------------------------------------------------

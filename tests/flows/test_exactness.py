@@ -33,6 +33,7 @@ from confluent_kafka import Producer
 from flows.pipeline import FlowOptions, FlowSinks, build_flow, partition_key
 from flows.sinks import CallbackSink
 from flows.steps import (
+    Batch,
     Progress,
     WatermarkPolicy,
     WindowIn,
@@ -415,21 +416,21 @@ def test_progress_that_waited_in_the_pipeline_does_not_idle_its_partition() -> N
     fed: list[LLMSpan] = []
     (family,) = families(rules)
 
-    def batch(message: Message, name: str, read_at: int) -> list[WindowIn]:
+    def batch(message: Message, name: str, read_at: int) -> WindowIn:
         """The message's partials, then its progress (as forwarded, read at `read_at`)."""
         decoded = decoder.decode(SourceMessage(topic="t", partition=message.partition,
                                                offset=0, key=None, value=message.value))
         assert isinstance(decoded, Decoded)
         fed.extend(decoded.spans)
         newest = max(event_unix_ns(span) for span in decoded.spans)
-        return [*preaggregate_by(decoded.spans, [family.key_of]),
-                Progress(name, newest, read_at, "w0")]
+        return Batch("w0", preaggregate_by(decoded.spans, [family.key_of]),
+                     (Progress(name, newest, read_at),))
 
     before = late_counts()
     fast, slow = traffic.round(0)  # the fast partition is 10 minutes ahead in event time
-    logic.on_batch([*batch(fast, "fast", read_wall), *batch(slow, "slow", read_wall)])
+    logic.on_batch([batch(fast, "fast", read_wall), batch(slow, "slow", read_wall)])
     for index in range(1, 6):  # the slow partition goes on; the fast one has nothing new
-        logic.on_batch(batch(traffic.round(index)[1], "slow", read_wall + index * 1_000_000))
+        logic.on_batch([batch(traffic.round(index)[1], "slow", read_wall + index * 1_000_000)])
     logic.on_eof()
 
     assert {v: n for v, n in counts_delta(before, late_counts()).items() if n} == {}

@@ -7,7 +7,15 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
-from flows.steps import Progress, Tick, WatermarkPolicy, WindowLogic, WindowState, new_watermark
+from flows.steps import (
+    Batch,
+    Progress,
+    Tick,
+    WatermarkPolicy,
+    WindowLogic,
+    WindowState,
+    new_watermark,
+)
 from metrics.bucket import MINUTE_NS
 from metrics.shard import ShardWindows
 from rules.evaluate import RuleEvaluator
@@ -32,7 +40,7 @@ def test_a_tick_follows_every_watermark_move_within_a_minute_and_only_then() -> 
     wall = time.time_ns()
 
     def progress(at: int) -> list[int]:
-        return _ticks(logic.on_batch([Progress("p", at, wall, "w0")]))
+        return _ticks(logic.on_batch([Batch("w0", (), (Progress("p", at, wall),))]))
 
     assert progress(T0 + 10 * SECOND_NS) == [T0 + 10 * SECOND_NS]
     # Same minute, no minute closes: routing still hears that event time moved.
