@@ -23,6 +23,7 @@ from flows.pipeline import FlowOptions, FlowSinks, build_flow, partition_key
 from flows.sinks import CallbackSink
 from ingest.assembly import Record
 from ingest.export import record_to_json
+from metrics.bucket import MINUTE_NS
 from notify.config import NotifySettings
 from notify.runtime import NotifyRuntime
 from rules.config import ConsoleReceiver, FileReceiver, RulesConfig
@@ -68,8 +69,10 @@ def run_demo(out_dir: Path, minutes: int = 45, output_format: str = "text",
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / "records.jsonl"
-    # Event time ends now, so the timestamps look like live traffic.
-    now_ns = time.time_ns()
+    # Event time ends at the start of this minute, so the timestamps look like live traffic
+    # and the minutes (hence the alerts) are the same whatever second the demo starts at:
+    # started in the second half of a minute, the incident's resolve fell past the traffic.
+    now_ns = time.time_ns() // MINUTE_NS * MINUTE_NS
     traffic = generate(start_unix_ns=now_ns - minutes * 60 * 1_000_000_000, minutes=minutes,
                        requests_per_minute=120)
     print(f"spanwatch demo: starting the embedded broker and publishing {traffic.spans} spans "
