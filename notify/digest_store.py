@@ -8,7 +8,6 @@ replay after a restart counts nothing twice.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +16,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from notify.records import Contributor, DigestItem, DigestReport, Notification, RuleCount
+from notify.sqlite_shared import connect_shared, when_unlocked
 from rules.records import AlertEvent
 
 TOP_CONTRIBUTORS = 5
@@ -92,9 +92,13 @@ class DigestStore:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_shared(path)
+        when_unlocked(self._create)
+
+    def _create(self) -> None:
+        """Tables (idempotent: another process may be doing the same)."""
+        if self._db.in_transaction:  # an upgrade script stopped by a lock: start it again
+            self._db.execute("ROLLBACK")
         self._upgrade_usage()
         self._db.executescript(SCHEMA)
 

@@ -25,6 +25,7 @@ from notify.records import (
     notification_from_json,
     notification_to_json,
 )
+from notify.sqlite_shared import connect_shared, when_unlocked
 
 RowStatus = Literal["pending", "delivered", "failed"]
 
@@ -112,11 +113,13 @@ class Outbox:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_shared(path)
         # FULL: a delivered mark or an enqueue survives power loss too, not only a crash.
         self._db.execute("PRAGMA synchronous=FULL")
+        when_unlocked(self._create)
+
+    def _create(self) -> None:
+        """Tables and migrations (idempotent: another process may be doing the same)."""
         self._db.executescript(SCHEMA)
         for table, column, statement in _MIGRATIONS:
             columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
