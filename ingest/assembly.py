@@ -21,17 +21,12 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ingest.span import EvalResult, LLMSpan, TraceContext
 
 Record = LLMSpan | EvalResult
-
-
-_WITH_CONTEXT: Callable[[LLMSpan, TraceContext], LLMSpan] | None = LLMSpan.with_context
-"""How a held span gets its completed context: `LLMSpan.with_context`, a slot copy (kept under
-this name for tests/flows/test_batched_steps.py, which checks it against `replace`)."""
 
 
 def _completed(span: LLMSpan, context: TraceContext) -> LLMSpan:
