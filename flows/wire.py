@@ -146,7 +146,8 @@ def _plan_of(row: Row, shapes: Sequence[SpanShape], contexts: list[TraceContext]
 
 def _partial_row(partial: Partial, shapes: dict[SpanShape, int], contexts: _Table,
                  categories: dict[int, tuple[int, EvalCategories]]) -> Row:
-    folded = None if partial.folded is None else _live_fields(partial.folded)
+    # Live sketch bins as dicts: not encoded here nor decoded on arrival (pickle copies them).
+    folded = None if partial.folded is None else partial.folded.fields(live=True)
     if partial.categories is DEFAULT_CATEGORIES:
         category = -1  # the module's own object on the other side too
     else:
@@ -155,13 +156,6 @@ def _partial_row(partial: Partial, shapes: dict[SpanShape, int], contexts: _Tabl
     return (partial.key, partial.minute_start_unix_ns, folded,
             tuple([_TOUCH_VALUES(touch) for touch in partial.sessions]),
             tuple(_plan_row(plan, shapes, contexts) for plan in partial.plans), category)
-
-
-def _live_fields(bucket: Bucket) -> Row:
-    """`bucket.fields()` with its live sketches' bins as dicts (`QuantileSketch.live_fields`):
-    not encoded here nor decoded on arrival (pickle copies them at C speed)."""
-    return bucket._field_values(  # `fields()`, but for the sketches' form
-        tuple([None if s is None else s.live_fields() for s in bucket.sketches]))
 
 
 def _partial_of(row: Row, shapes: Sequence[SpanShape], contexts: list[TraceContext],

@@ -693,10 +693,14 @@ class Bucket:
         `SketchState` objects (a closed minute is packed once and never read as a state)."""
         return pack_fields(self.fields())
 
-    def fields(self) -> Fields:
-        """`fields_of(self.to_state())`, built directly."""
-        return self._field_values(
-            tuple([None if s is None else s.state_fields() for s in self.sketches]))
+    def fields(self, *, live: bool = False) -> Fields:
+        """`fields_of(self.to_state())`, built directly. `live`: live sketches' bins as dicts
+        (`QuantileSketch.live_fields`, for `merge_fields(..., live=True)`), not encoded."""
+        if live:
+            sketches = tuple([None if s is None else s.live_fields() for s in self.sketches])
+        else:
+            sketches = tuple([None if s is None else s.state_fields() for s in self.sketches])
+        return self._field_values(sketches)
 
     def _field_values(self, sketches: tuple[Any, ...]) -> Fields:
         """The state's fields in `BucketState.__slots__` order, with `sketches` given."""

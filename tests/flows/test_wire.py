@@ -167,7 +167,7 @@ def test_a_partial_is_sent_as_the_fields_of_its_state(
     for bucket in folded:
         fields = bucket.fields()
         assert fields == fields_of(bucket.to_state())
-        sent = wire._live_fields(bucket)
+        sent = bucket.fields(live=True)
         at = BucketState.__slots__.index("sketches")
         assert sent[:at] == fields[:at] and sent[at + 1:] == fields[at + 1:]
         for state, live in zip(fields[at], sent[at], strict=True):
