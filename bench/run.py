@@ -43,6 +43,7 @@ import json
 import os
 import pickle
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -238,9 +239,12 @@ class ProcessRun:
 
 def run_flow(info: BrokerInfo, topic: str, partitions: int, mode: str, processes: int,  # noqa: PLR0917
              workdir: Path, *, tail: bool = False, timeout: float = 900,
-             live_file: Path | None = None) -> ProcessRun | subprocess.Popen[bytes]:
+             live_file: Path | None = None, profile: bool = False
+             ) -> ProcessRun | subprocess.Popen[bytes]:
     """`python -m bytewax.run bench.flow_module:flow` in `processes` processes; waits for them
-    (tail=False) and returns their results, or returns the single Popen when tail=True."""
+    (tail=False) and returns their results, or returns the single Popen when tail=True.
+    `profile`: each process runs under the py-spy sampling profiler (only samples holding the
+    GIL: Python work), which writes collapsed stacks to `<results>.stacks`."""
     addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(processes))
     procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     spawn = time.time()
@@ -257,6 +261,9 @@ def run_flow(info: BrokerInfo, topic: str, partitions: int, mode: str, processes
         argv = [sys.executable, "-m", "bytewax.run", "bench.flow_module:flow"]
         if processes > 1:
             argv += ["-i", str(index), "-a", addresses]
+        if profile:  # sampled: Bytewax's worker threads are out of cProfile's reach
+            argv = [_py_spy(), "record", "--nonblocking", "--gil", "-r", "200", "-f", "raw",
+                    "-o", str(results.with_suffix(".stacks")), "--", *argv]
         with logfile.open("wb") as out:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out,
                                     stderr=subprocess.STDOUT)
@@ -669,6 +676,54 @@ def profile_e2e(info: BrokerInfo, topic: str, partitions: int, workdir: Path) ->
     return out
 
 
+def profile_2p(info: BrokerInfo, topic: str, partitions: int, workdir: Path) -> None:
+    """The e2e flow in 2 processes, each sampled by py-spy; prints each one's hotspots."""
+    run = run_flow(info, topic, partitions, "e2e", 2, workdir, profile=True)
+    assert isinstance(run, ProcessRun)
+    for index, path in enumerate(sorted(workdir.glob("e2e-*.stacks"))):
+        own, total, samples = stack_summary(path.read_text())
+        print(f"\n--- e2e, process {index} of 2: {samples} samples holding the GIL (py-spy) ---")
+        print("  own %   total %  function")
+        top = sorted(total, key=lambda name: -total[name])[:40]
+        top += [name for name in sorted(own, key=lambda name: -own[name])[:25] if name not in top]
+        for name in top:
+            share_own, share_total = 100 * own.get(name, 0) / samples, 100 * total[name] / samples
+            print(f"  {share_own:5.1f}   {share_total:6.1f}  {name}")
+
+
+def stack_summary(collapsed: str) -> tuple[dict[str, int], dict[str, int], int]:
+    """Samples per function from py-spy's raw (collapsed) stacks: as the innermost frame
+    (own) and anywhere on the stack (total, once per sample); and the number of samples.
+    Line numbers are dropped so a function is one entry."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        samples += count
+        frames = [_function_of(frame) for frame in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for name in set(frames):
+            total[name] = total.get(name, 0) + count
+    return own, total, max(samples, 1)
+
+
+def _function_of(frame: str) -> str:
+    """`fold_plans (metrics/bucket.py:419)` -> `fold_plans (metrics/bucket.py)`."""
+    head, colon, _ = frame.rpartition(":")
+    return f"{head})" if colon else frame
+
+
+def _py_spy() -> str:
+    found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise SystemExit("--profile-2p needs py-spy: .venv/bin/pip install -e '.[bench]'")
+    return found
+
+
 # --- main -----------------------------------------------------------------------------------------
 
 
@@ -691,6 +746,8 @@ def main() -> int:
                         choices=["decode", "flows", "2p", "latency", "memory", "backtest"])
     parser.add_argument("--profile", action="store_true",
                         help="also profile the e2e flow in-process (cProfile) and print hotspots")
+    parser.add_argument("--profile-2p", action="store_true",
+                        help="also profile each process of the 2-process e2e flow")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--memory-worker", nargs=2, metavar=("N", "FILE"),
                         help=argparse.SUPPRESS)
@@ -739,12 +796,18 @@ def main() -> int:
                                           workdir))
         if "backtest" not in args.skip:
             figures["backtest"] = measure_backtest(traffic, runs, workdir)
-        if args.profile:
-            profile_e2e(info, topic, args.partitions, workdir)
+        profiles(args, info, topic, workdir)
 
     report(figures, traffic, series, args, runs=runs, info_machine=info_machine,
            seconds=time.monotonic() - started)
     return 0
+
+
+def profiles(args: argparse.Namespace, info: BrokerInfo, topic: str, workdir: Path) -> None:
+    if args.profile:
+        profile_e2e(info, topic, args.partitions, workdir)
+    if args.profile_2p:
+        profile_2p(info, topic, args.partitions, workdir)
 
 
 def count_series(traffic: Traffic) -> int:
