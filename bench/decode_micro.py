@@ -18,6 +18,9 @@ processes hits them alike (compare the ratios, not the absolute figures, on a sh
   decode_many     `Decoder.decode_many` over the same messages, 100 at a time
   decode_batch    the flow's decode step `flows.pipeline.decode_batch` (decode, counters, shard
                   placement, progress), 100 Kafka messages per batch
+  assemble        trace assembly alone (not decode): `TraceAssembler.add_many` and `advance`
+                  per shard over `decode_batch`'s output (decoded once, before the runs), as
+                  the flow's assembly step runs them, then `release_all`
 
 `--semconv latest` rewrites the GenAI services' `gen_ai.system` to `gen_ai.provider.name`
 (current semantic conventions); `--profile` prints a cProfile of `decode` by own time.
@@ -45,9 +48,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from bench.traffic import MINUTE_NS, generate
 from flows.kafka_io import KafkaItem
-from flows.pipeline import decode_batch
+from flows.pipeline import ASSEMBLY_KEYS, ASSEMBLY_SHARDS, decode_batch
+from ingest.assembly import Record, TraceAssembler
 from ingest.config import IngestConfig
-from ingest.decode import Decoder, SourceMessage
+from ingest.decode import DeadLetter, Decoder, SourceMessage
 
 _T = TypeVar("_T")
 
@@ -129,6 +133,38 @@ def batched(step: Callable[[list[_T]], object], items: list[_T]) -> None:
         step(items[i:i + 100])
 
 
+Shards = list[tuple[str, list[Record], list[int]]]
+
+
+def shard_batches(decoder: Decoder, items: list[KafkaItem]) -> Shards:
+    """`decode_batch`'s output, 100 messages a batch: (shard, records, progress times)."""
+    out: Shards = []
+    for i in range(0, len(items), 100):
+        for value in decode_batch(decoder, items[i:i + 100]):
+            if not isinstance(value, DeadLetter):
+                key, batch = value
+                out.append((key, list(batch.items),
+                            [p.max_event_unix_ns for p in batch.progress]))
+    return out
+
+
+def assemble(shards: Shards) -> None:
+    # New assemblers each run (on the flow's clock: the watermark), as the flow sizes them.
+    config = IngestConfig()
+    assemblers = {key: TraceAssembler(
+        wait_ns=int(config.assembly_wait_s * 1e9),
+        max_open_traces=max(1, config.assembly_max_traces // ASSEMBLY_SHARDS),
+        max_finished_traces=max(1, config.eval_context_traces // ASSEMBLY_SHARDS),
+        own_clock=False) for key in ASSEMBLY_KEYS}
+    for key, records, progress in shards:
+        assembler = assemblers[key]
+        assembler.add_many(records)
+        for at in progress:
+            assembler.advance(at)
+    for assembler in assemblers.values():
+        assembler.release_all()
+
+
 def timed(fn: Callable[[], object], spans: int, runs: int) -> list[float]:
     out = []
     for _ in range(runs):
@@ -155,6 +191,7 @@ def main() -> int:
     fresh = [Decoder(IngestConfig()) for _ in range(args.runs + 1)]  # one per decode_cold run
     items: list[KafkaItem] = [KafkaSourceMessage(key=None, value=m.value, topic=m.topic,
                                                  partition=0, offset=m.offset) for m in msgs]
+    shards = shard_batches(Decoder(IngestConfig()), items)
     variants: dict[str, Callable[[], object]] = {
         "parse-only": lambda: parse_only(msgs),
         "targeted": lambda: targeted(msgs),
@@ -164,6 +201,7 @@ def main() -> int:
         "decode_many": lambda: [decoder.decode_many(msgs[i:i + 100])
                                 for i in range(0, len(msgs), 100)][-1],
         "decode_batch": lambda: batched(lambda b: decode_batch(decoder, b), items),
+        "assemble": lambda: assemble(shards),
     }
     fast = decoder._fast
     assert fast is not None and fast.decode(msgs[0].value or b"") is not None

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from ingest.span import EvalResult, LLMSpan, TraceContext
+from ingest.span import EvalResult, LLMSpan, TraceContext, build_context, fast_builder
 
 Record = LLMSpan | EvalResult
 
@@ -62,6 +62,17 @@ class _Finished:
     context: TraceContext
     subject: LLMSpan | None
     subjects_by_span: dict[str, LLMSpan]
+
+
+_new_finished: Callable[[TraceContext, LLMSpan | None, dict[str, LLMSpan]], _Finished] = \
+    fast_builder(_Finished)
+"""`_Finished(...)` without the frozen `__init__` (one per trace; same object, same pickle)."""
+
+
+def _empty_context() -> TraceContext:
+    """`TraceContext()`, without its frozen keyword `__init__` (a new object each time, as
+    before, so recovery snapshots pickle the same)."""
+    return build_context(None, None, None, None, None, None, None, None, None)
 
 
 class TraceAssembler:
@@ -149,7 +160,8 @@ class TraceAssembler:
             # The wait counts from the record's own time: stream time may lag it by minutes.
             deadline = max(self.now_unix_ns, _event_unix_ns(first)) + self._wait_ns
             self._seq += 1
-            trace = _OpenTrace(deadline_unix_ns=deadline, seq=self._seq)
+            # Positional, every field: no keyword matching or default factories (per trace).
+            trace = _OpenTrace(deadline, self._seq, None, None, [], [], None, {})
             self._open[trace_id] = trace
             heapq.heappush(self._deadlines, (deadline, self._seq, trace_id))
         return trace
@@ -181,8 +193,9 @@ class TraceAssembler:
             for held in trace.held_spans:
                 out.append(_completed(held, span.context))
             trace.held_spans.clear()
-            out.extend(self._label_evals(trace, trace.held_evals))
-            trace.held_evals.clear()
+            if trace.held_evals:
+                out.extend(self._label_evals(trace, trace.held_evals))
+                trace.held_evals.clear()
             trace.hold_limit_unix_ns = None
         elif trace.root_context is not None:
             out.append(_completed(span, trace.root_context))
@@ -242,17 +255,19 @@ class TraceAssembler:
 
     def _release(self, trace_id: str, out: list[Record]) -> None:
         trace = self._open.pop(trace_id)
-        # No root arrived: the spans keep the context they carry themselves. Spans of the same
-        # trace still share what any of them knows (e.g. OpenInference session ids).
-        shared = TraceContext()
-        for span in trace.held_spans:
-            shared = shared.merged_with(span.context)
-        context = trace.root_context or shared
-        for span in trace.held_spans:
+        context = trace.root_context
+        if context is None:
+            # No root arrived: the spans keep the context they carry themselves. Spans of the
+            # same trace still share what any of them knows (e.g. OpenInference session ids).
+            context = _empty_context()
+            for span in trace.held_spans:
+                context = context.merged_with(span.context)
+        for span in trace.held_spans:  # (none when the root came: it released them)
             out.append(_completed(span, context))
-        out.extend(_labelled(e, context, trace.subject, trace.subjects_by_span)
-                   for e in trace.held_evals)
-        self._finished[trace_id] = _Finished(context, trace.subject, trace.subjects_by_span)
+        if trace.held_evals:
+            out.extend(_labelled(e, context, trace.subject, trace.subjects_by_span)
+                       for e in trace.held_evals)
+        self._finished[trace_id] = _new_finished(context, trace.subject, trace.subjects_by_span)
         while len(self._finished) > self._max_finished:
             self._finished.popitem(last=False)
 

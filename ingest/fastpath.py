@@ -361,6 +361,8 @@ class ProtoFastPath:
         self._converters = self._field_converters(normaliser)
         self._kvs: dict[bytes, KvEntry | tuple[()]] = {}
         self._resources: dict[bytes, Resource] = {}
+        self._last_ids: tuple[bytes, str, bytes, str | None] = (b"", "", b"", None)
+        """The previous record's raw trace and parent ids and their hex: see `_span`."""
 
     @staticmethod
     def _field_converters(normaliser: Normaliser) -> list[Callable[[AttrValue], Any]]:
@@ -401,14 +403,17 @@ class ProtoFastPath:
         spans: list[LLMSpan] = []
         evals: list[EvalResult] = []
         count = 0
-        for entry in request.resource_spans:
+        # Repeated fields are iterated as `[:]` slices: upb builds the list in C; a plain `for`
+        # over the container takes about 1.4x as long per item (timeit, 8 span attributes).
+        span_of = self._span
+        for entry in request.resource_spans[:]:
             resource = self._resource(entry.resource)
             if resource is None:
                 return None
-            for scope in entry.scope_spans:
-                for span in scope.spans:
+            for scope in entry.scope_spans[:]:
+                for span in scope.spans[:]:
                     count += 1
-                    if not self._span(span, resource, spans, evals):
+                    if not span_of(span, resource, spans, evals):
                         return None
         if count == 0:
             return None
@@ -483,7 +488,7 @@ class ProtoFastPath:
         prios = _PRIOS.copy()
         kvs = self._kvs
         seen = 1
-        for encoded in span.attributes:
+        for encoded in span.attributes[:]:  # a slice: see `decode`
             try:
                 found = kvs[encoded]
             except KeyError:  # new to the cache (a plain [] is cheaper than .get per hit)
@@ -574,7 +579,8 @@ class ProtoFastPath:
         first_chunk: int | None = None
         exceptions: list[RawEvent] | None = None
         scores: tuple[EvalScore, ...] = ()
-        for event in span.events:
+        events = span.events
+        for event in events[:] if events else _IGNORE:  # most spans have none: no slice
             event_name = event.name
             if event_name in FIRST_CHUNK_EVENTS:
                 at = event.time_unix_nano
@@ -641,8 +647,18 @@ class ProtoFastPath:
         is_refusal = refusal is True
         if not is_refusal and finish_reasons:
             is_refusal = not _REFUSAL_REASONS.isdisjoint(finish_reasons)
+        # The spans of a trace come together, a parent right after its children (as SDKs and
+        # the collector batch them): ids equal to the previous record's reuse its hex strings
+        # (equal values, shared: less to allocate, hash and free per record).
+        last_trace_raw, trace_id, last_parent_raw, parent_id = self._last_ids
+        if trace_raw != last_trace_raw:
+            trace_id = trace_raw.hex()
+        span_id = parent_id if span_raw == last_parent_raw else span_raw.hex()
+        if parent_raw != last_parent_raw:
+            parent_id = parent_raw.hex() if parent_raw else None
+        self._last_ids = (trace_raw, trace_id, parent_raw, parent_id)
         record = _LLMSpanTwin(
-            trace_raw.hex(), span_raw.hex(), parent_raw.hex() if parent_raw else None, kind,
+            trace_id, span_id, parent_id, kind,
             name, start, span.end_time_unix_nano, context, operation, provider, request_model,
             response_model, input_tokens, output_tokens, cached, reasoning, ttft, streaming,
             finish_reasons, is_error, error_kind, error_type, http_status, is_refusal, cache_hit,

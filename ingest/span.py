@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
 SpanKind = Literal["llm", "embedding", "retrieval", "request"]
@@ -131,8 +130,20 @@ class LLMSpan:
 
     def with_context(self, context: TraceContext) -> LLMSpan:
         """This span with another context (as `dataclasses.replace`, without its keyword
-        `__init__`: assembly calls this per held span)."""
-        return build_llm_span(*_BEFORE_CONTEXT(self), context, *_AFTER_CONTEXT(self))
+        `__init__`: assembly calls this per held span). Written out field by field: slot reads
+        in a method, straight into the twin, cost about 60% of an `attrgetter` of the fields
+        passed through `build_llm_span` (tests check it equals `replace`)."""
+        span: Any = _LLM_SPAN_TWIN(
+            self.trace_id, self.span_id, self.parent_span_id, self.kind, self.name,
+            self.start_unix_ns, self.end_unix_ns, context, self.operation, self.provider,
+            self.request_model, self.response_model, self.input_tokens, self.output_tokens,
+            self.cached_input_tokens, self.reasoning_tokens, self.time_to_first_token_s,
+            self.is_streaming, self.finish_reasons, self.is_error, self.error_kind,
+            self.error_type, self.http_status, self.is_refusal, self.is_cache_hit,
+            self.feedback, self.is_regenerated, self.evals, self.cost_usd, self.cost_source,
+            self.unknown_cost_reason)
+        span.__class__ = LLMSpan  # see fast_builder
+        return span  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,9 +195,7 @@ def fast_builder(cls: type[_T]) -> Callable[..., _T]:
 
 build_llm_span: Callable[..., LLMSpan] = fast_builder(LLMSpan)
 """`LLMSpan` from its 31 field values in declaration order (no defaults)."""
-_SPAN_FIELDS = tuple(f.name for f in fields(LLMSpan))
-_BEFORE_CONTEXT = attrgetter(*_SPAN_FIELDS[:_SPAN_FIELDS.index("context")])
-_AFTER_CONTEXT = attrgetter(*_SPAN_FIELDS[_SPAN_FIELDS.index("context") + 1:])
+_LLM_SPAN_TWIN: Any = twin_of(LLMSpan)
 build_context: Callable[..., TraceContext] = fast_builder(TraceContext)
 """`TraceContext` from its 9 field values in declaration order."""
 build_eval_score: Callable[..., EvalScore] = fast_builder(EvalScore)
