@@ -45,10 +45,15 @@ def _unpack(packed: Packed) -> list[Segment]:
     return list(packed)
 
 
+_LAST = struct.Struct("<q")
+_NOTHING_OPEN = 2**127
+"""`SessionTracker._bound` with no session open: above every event time."""
+
+
 def _first_last(packed: Packed) -> int:
     """Last event time of the first (earliest) segment."""
     if isinstance(packed, bytes):
-        return int.from_bytes(packed[8:16], "little", signed=True)
+        return int(_LAST.unpack_from(packed, 8)[0])
     return packed[0][1]
 
 
@@ -118,7 +123,8 @@ def touch_of(span: LLMSpan) -> SessionTouch | None:
 class SessionTracker:
     """Open sessions of one series (see the module docstring)."""
 
-    __slots__ = ("_closed_early", "_early", "_idle_ns", "_max_open", "_open", "_segments")
+    __slots__ = ("_bound", "_closed_early", "_early", "_idle_ns", "_max_open", "_open",
+                 "_segments")
 
     def __init__(self, idle_timeout: timedelta, max_open: int = 1000) -> None:
         if idle_timeout < timedelta(minutes=1):
@@ -129,6 +135,9 @@ class SessionTracker:
         self._max_open = max_open
         # session id -> its packed segments, sorted; least recently touched session first
         self._open: dict[str, Packed] = {}
+        self._bound = _NOTHING_OPEN
+        """At most the lowest `_first_last` of an open session: `close_until` scans the
+        sessions only once one may be due (lowered by touches, made exact by each scan)."""
         self._segments = 0
         self._early: list[ClosedSession] = []
         self._closed_early = 0
@@ -151,15 +160,33 @@ class SessionTracker:
 
     def touch(self, touch: SessionTouch) -> None:
         """Fold activity in, merging every segment it comes within `idle_timeout` of."""
-        merged = (touch.first_unix_ns, touch.last_unix_ns, touch.cost_pusd, touch.priced_calls,
-                  touch.calls)
+        first, last = touch.first_unix_ns, touch.last_unix_ns
+        merged = (first, last, touch.cost_pusd, touch.priced_calls, touch.calls)
         packed = self._open.pop(touch.session_id, None)
         if packed is None:  # a session not open yet (most touches in a window stage's minute)
             self._segments += 1
-            self._open[touch.session_id] = _pack([merged])
+            try:
+                self._open[touch.session_id] = _SEGMENT.pack(*merged)
+            except struct.error:  # past int64, as `_pack` keeps it
+                self._open[touch.session_id] = (merged,)
+            self._bound = min(self._bound, last)
             while self._segments > self._max_open:
                 self._evict_oldest()
             return
+        if len(packed) == _SEGMENT.size and isinstance(packed, bytes):
+            # One segment (the usual open session): merged in place when the touch reaches it;
+            # its last event time only grows, so the bound holds.
+            seg = _SEGMENT.unpack(packed)
+            if seg[0] - last < self._idle_ns and first - seg[1] < self._idle_ns:
+                merged = (seg[0] if seg[0] < first else first, seg[1] if seg[1] > last else last,
+                          seg[2] + merged[2], seg[3] + merged[3], seg[4] + merged[4])
+                try:
+                    self._open[touch.session_id] = _SEGMENT.pack(*merged)
+                except struct.error:  # past int64, as `_pack` keeps it
+                    self._open[touch.session_id] = (merged,)
+                while self._segments > self._max_open:
+                    self._evict_oldest()
+                return
         kept: list[Segment] = []
         for seg in _unpack(packed):
             if seg[0] - merged[1] < self._idle_ns and merged[0] - seg[1] < self._idle_ns:
@@ -172,6 +199,7 @@ class SessionTracker:
         kept.sort()
         self._segments += 1
         self._open[touch.session_id] = _pack(kept)  # re-inserted: now the most recently touched
+        self._bound = min(self._bound, kept[0][1])
         while self._segments > self._max_open:
             self._evict_oldest()
 
@@ -179,17 +207,28 @@ class SessionTracker:
         """Sessions whose deadline (last span + idle timeout) is <= `unix_ns`, and sessions
         closed early since the last call; by deadline, then id."""
         closed, self._early = self._early, []
-        for session_id in [sid for sid, packed in self._open.items()
-                           if _first_last(packed) + self._idle_ns <= unix_ns]:
-            still_open: list[Segment] = []
-            for seg in _unpack(self._open.pop(session_id)):
-                if seg[1] + self._idle_ns <= unix_ns:
-                    closed.append(self._closed(session_id, seg, is_early=False))
-                    self._segments -= 1
-                else:
-                    still_open.append(seg)
-            if still_open:
-                self._open[session_id] = _pack(still_open)
+        limit = unix_ns - self._idle_ns
+        if self._bound <= limit:  # a session may be due: scan them all, making the bound exact
+            bound = _NOTHING_OPEN
+            due: list[str] = []
+            for sid, packed in self._open.items():
+                first_last = _first_last(packed)
+                if first_last <= limit:
+                    due.append(sid)
+                elif first_last < bound:
+                    bound = first_last
+            for session_id in due:
+                still_open: list[Segment] = []
+                for seg in _unpack(self._open.pop(session_id)):
+                    if seg[1] <= limit:
+                        closed.append(self._closed(session_id, seg, is_early=False))
+                        self._segments -= 1
+                    else:
+                        still_open.append(seg)
+                if still_open:
+                    self._open[session_id] = _pack(still_open)
+                    bound = min(bound, still_open[0][1])
+            self._bound = bound
         closed.sort(key=lambda s: (s.closed_unix_ns, s.session_id, s.first_unix_ns))
         return closed
 
@@ -201,6 +240,7 @@ class SessionTracker:
         self._segments -= 1
         if segs:
             self._open = {session_id: _pack(segs), **self._open}
+            self._bound = min(self._bound, segs[0][1])
 
     def _closed(self, session_id: str, seg: Segment, *, is_early: bool) -> ClosedSession:
         return ClosedSession(session_id, seg[2], seg[3], seg[4], seg[0], seg[1],
@@ -227,6 +267,7 @@ class SessionTracker:
             segments.setdefault(sid, []).append((first, last, cost, priced, calls))
             tracker._segments += 1
         tracker._open = {sid: _pack(segs) for sid, segs in segments.items()}
+        tracker._bound = min([segs[0][1] for segs in segments.values()], default=_NOTHING_OPEN)
         tracker._early = [ClosedSession(sid, cost, priced, calls, first, last,
                                         last + tracker._idle_ns, True)
                           for sid, first, last, cost, priced, calls in state.early]
