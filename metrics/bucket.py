@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 import operator
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from itertools import chain, groupby
+from itertools import chain, compress, groupby
 from typing import Any, NamedTuple
 
 from ingest.span import EvalResult, EvalScore, LLMSpan
@@ -30,7 +29,7 @@ from metrics.bucket_state import (
 )
 from metrics.cost_mix import CostMix, ModelCostState
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
-from metrics.sketch import QuantileSketch, sketch_key
+from metrics.sketch import QuantileSketch, count_elements, sketch_key
 
 MINUTE_NS = 60_000_000_000
 PICO_USD = 10**12
@@ -96,10 +95,11 @@ class SpanPlan(NamedTuple):
     """The priced call's row of the bucket's `cost_mix`."""
 
 
-FOLD_ONE_BY_ONE_MAX = 16
-"""Plans `fold_plans` folds one by one (`fold_plan`, ~3.3 us a plan on the bench traffic): its
-batch path costs ~25 us a call (counting shapes, transposing plans) and ~1 us a plan, so it
-only wins for more (measured: even at 16, 10% better at 32, 20% at 128)."""
+FOLD_ONE_BY_ONE_MAX = 8
+"""Plans `fold_plans` folds one by one (`fold_plan`, ~3 us a plan on the bench traffic): its
+batch path costs ~10 us a call (transposing plans, counting shapes, a list per sketch) and
+~1.5 us a plan, so it only wins for more (measured 2026-11, plans of the bench's slots: even
+at 6-8, 1.1-1.3x at 10-12, 1.5x at 16-24)."""
 _model_of = operator.itemgetter(0)
 _SHAPES: dict[SpanShape, SpanShape] = {}
 _SHAPES_MAX = 10_000
@@ -427,13 +427,13 @@ class Bucket:
             return
         shape_col, at_col, exemplar_col, sums_col, keys_col, scores_col, usage_col = \
             zip(*plans, strict=True)
-        # Shapes by identity (equal ones are usually one interned object; equal ones that are
-        # not just form separate groups), in the order they first appear.
-        shapes = dict(zip(map(id, shape_col), shape_col, strict=True))
-        counts = Counter(map(id, shape_col)) if len(shapes) > 1 else {id(shape_col[0]): len(plans)}
+        # Plans per distinct shape, in the order shapes first appear (counted in C; equal
+        # shapes are usually one interned object, and equal ones that are not count alike).
+        counts: dict[SpanShape, int] = {}
+        count_elements(counts, shape_col)
         totals: dict[str, int] = {}
-        for shape_id, n in counts.items():
-            for name in shapes[shape_id].flags:
+        for shape, n in counts.items():
+            for name in shape.flags:
                 totals[name] = totals.get(name, 0) + n
         cost, input_tokens, output_tokens = map(sum, zip(*sums_col, strict=True))
         if cost:
@@ -450,43 +450,61 @@ class Bucket:
         if self.max_event_unix_ns is None or high > self.max_event_unix_ns:
             self.max_event_unix_ns = high
         self.exemplars.offer_many(exemplar_col)
-        self._add_versions(shapes.values())
+        self._add_versions(counts)
         # Labels in the order they first appear (as one by one: which labels a full
         # `CappedCounts` keeps depends on it).
-        for shape_id, n in counts.items():
-            shape = shapes[shape_id]
+        for shape, n in counts.items():
             if shape.error_kind is not None:
                 self.error_kinds.add(shape.error_kind, n)
             if shape.unknown_cost is not None:
                 self.unknown_cost.add(shape.unknown_cost, n)
             for reason in shape.finish_reasons:
                 self.finish_reasons.add(reason, n)
-        sketches = self.sketches
-        for index, key in chain.from_iterable(keys_col):
-            sketch = sketches[index]
-            if sketch is None:
-                sketch = sketches[index] = QuantileSketch()
-            sketch.add_key(key)
-        usages = [usage for usage in usage_col if usage is not None]
+        self._add_sketch_keys(keys_col)
+        usages = list(filter(None, usage_col))  # a usage row is a non-empty tuple
         if len(usages) == 1:
             self.cost_mix.add(usages[0])
         elif usages:
             self._add_usages(usages)
-        if any(scores_col):
-            for exemplar, scores in zip(exemplar_col, scores_col, strict=True):
+        if any(scores_col):  # few spans carry evaluations: only theirs are visited
+            for exemplar, scores in compress(zip(exemplar_col, scores_col, strict=True),
+                                             scores_col):
                 for score in scores:
                     self._fold_score(score, exemplar[2], categories)
 
+    def _add_sketch_keys(self, keys_col: Iterable[tuple[tuple[int, int | None], ...]]) -> None:
+        """Plans' sketch keys, sorted out per sketch (in order) and added to each at once
+        (`QuantileSketch.add_keys`: the same state as `add_key` of each in turn)."""
+        by_index: list[list[int | None]] = [[] for _ in SKETCHES]
+        for index, key in chain.from_iterable(keys_col):
+            by_index[index].append(key)
+        sketches = self.sketches
+        for index, keys in enumerate(by_index):
+            if keys:
+                sketch = sketches[index]
+                if sketch is None:
+                    sketch = sketches[index] = QuantileSketch()
+                sketch.add_keys(keys)
+
     def _add_versions(self, shapes: Iterable[SpanShape]) -> None:
-        prompts, models, apps = zip(*{shape.versions for shape in shapes}, strict=True)
+        versions = {shape.versions for shape in shapes}
+        if len(versions) == 1:  # usual (a series' spans share them): as `fold_plan` adds them
+            self._versions(*versions.pop())
+            return
+        prompts, models, apps = zip(*versions, strict=True)
         self.prompt_template_versions.update(prompts)
         self.models.update(models)
         self.app_versions.update(apps)
 
     def _add_usages(self, usages: list[ModelCostState]) -> None:
         """Cost-mix rows summed per model first (`CostMix` is the same in any grouping)."""
-        if len({usage[0] for usage in usages}) > 1:
-            usages.sort(key=_model_of)
+        models = set(map(_model_of, usages))
+        if len(models) == 1:  # one model (series by model): no sorting out
+            _, calls, input_tokens, cached, output, cost = zip(*usages, strict=True)
+            self.cost_mix.add((models.pop(), sum(calls), sum(input_tokens), sum(cached),
+                               sum(output), sum(cost)))
+            return
+        usages.sort(key=_model_of)
         for model, group in groupby(usages, _model_of):
             rows = list(group)
             if len(rows) == 1:
