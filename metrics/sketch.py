@@ -305,6 +305,11 @@ class QuantileSketch:
 
     def state_fields(self) -> tuple[int, int, bytes]:
         """`to_state()` as its `(count, zero_count, bins)` tuple, as packed blobs hold it."""
+        adds = self._adds
+        if adds and not self._parts:  # `payload`'s live-bucket case, inlined: once a sketch
+            encoded = _encode_bins(adds, BIN_LIMIT)  # per closed minute
+            if encoded is not None:
+                return (self._count, self._zero, encoded)
         return (self._count, self._zero, self.payload())
 
     def payload(self) -> bytes:
@@ -415,30 +420,45 @@ def _encode_bins(bins: dict[int, int], span_limit: int = 0xFFFF) -> bytes | None
     more than `span_limit` bins (a sketch's bins then need `_materialise`'s collapse).
 
     Written for a live bucket's 5-30 bins, where numpy's per-call overhead dominates: the
-    counts go into one bytearray row over the key range (a count above 255 does not fit and
-    takes `_encode_wide`), and the unary bits come from it by one `str.translate`."""
+    layout is picked from the counts' sum first, then only its bytes are built: the unary bits
+    as one string of `_RUNS` (empty bins "0") read by `int(..., 2)`, the dense row as a
+    bytearray over the key range; a count above 255 takes `_encode_wide`."""
     counts = bins.values()
-    if not all(counts):
+    least = min(counts)
+    if least <= 0 and not all(counts):
         bins = {key: count for key, count in bins.items() if count}
         if not bins:
             return b""
         counts = bins.values()
+        least = min(counts)
     low = min(bins)
     span = max(bins) - low + 1
     if span > span_limit:
         return None
-    row = bytearray(span)
-    try:
-        for key, count in bins.items():
-            row[key - low] = count
-    except ValueError:  # a count above 255 (or negative: not a sketch's)
+    if least < 0:  # not a sketch's, but as before: `_encode_wide`
         return _encode_wide(bins, low, span)
-    encoded = _encode_row(low, row, sum(counts), len(bins))
-    if encoded is not None:
-        return encoded
-    keys = sorted(bins)
-    return (_HEAD.pack(_SPARSE, low) + _steps(keys, low)
-            + bytes(map(bins.__getitem__, keys)))
+    # byte counts (width 1): unary, dense and sparse sizes, ties in that order (`_encode`);
+    # a count above 255 does not fit (IndexError, ValueError) and takes `_encode_wide`
+    unary_bits = sum(counts) + span
+    unary = (unary_bits + 7) // 8 + 2
+    sparse = 3 * len(bins)
+    try:
+        if unary <= span and unary <= sparse:
+            runs = ["0"] * span
+            for key, count in bins.items():
+                runs[key - low] = _RUNS[count]
+            ones = int("".join(runs), 2) << (-unary_bits % 8)
+            return _UNARY_HEAD.pack(_UNARY, low, span) + ones.to_bytes(unary - 2, "big")
+        if span <= sparse:
+            row = bytearray(span)
+            for key, count in bins.items():
+                row[key - low] = count
+            return _HEAD.pack(_DENSE, low) + row
+        keys = sorted(bins)
+        return (_HEAD.pack(_SPARSE, low) + _steps(keys, low)
+                + bytes(map(bins.__getitem__, keys)))
+    except (IndexError, ValueError):
+        return _encode_wide(bins, low, span)
 
 
 def _encode_dense(low: int, dense: Counts) -> bytes:
