@@ -7,16 +7,18 @@ and late-record counts; series silent for `retire_after` are dropped.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from ingest.span import EvalResult, LLMSpan
-from metrics.bounded import WorstSpans
+from metrics.bounded import CappedCounts, WorstSpans
 from metrics.bucket import EXEMPLAR_LIMIT, SKETCHES, Bucket, minute_of
 from metrics.bucket_state import COUNTERS, BucketState, Fields, unpack_fields
 from metrics.bucket_state import STATE_VERSION as BUCKET_STATE_VERSION
 from metrics.partial import Partial
+from metrics.ring import CompactRing
 from metrics.series import SeriesKey
 from metrics.sketch import QuantileSketch
 from metrics.watermark import LateCounter, LateCounterState, Lateness
@@ -26,6 +28,12 @@ STATE_VERSION = 1
 
 View = tuple[timedelta, int, frozenset[str]]
 """(over, end, parts) of a `view_parts`."""
+
+ViewKey = tuple[tuple[tuple[int, int], ...], frozenset[str]]
+"""What a partial view merges: the (ring unit, interval start) of each blob, in
+`SeriesWindows.slots` order, and its parts. Closed intervals never change once stored (a minute
+is stored once when it closes, an hour or a day once when rolled up), so views of one series
+with equal keys are equal."""
 
 PARTS = frozenset({*SKETCHES, "error_kinds", "unknown_cost"})
 """What a partial view may merge besides counters, exemplars and versions (`catalog.reads`)."""
@@ -123,34 +131,58 @@ class ShardWindows:
     def views_parts(self, key: SeriesKey, wanted: Sequence[View]) -> list[Bucket | None]:
         """`view_parts` of each (over, end, parts) of one series, each blob unpacked once and
         the merging shared by views that extend one another (a 5 m, a 15 m and a 1 h view to
-        the same end: the 1 h view's first 15 minutes are the 15 m view)."""
+        the same end: the 1 h view's first 15 minutes are the 15 m view). Views that merge the
+        same blobs share one bucket holding every part any of them asked for."""
         windows = self._series.get(key)
         if windows is None:
             return [None] * len(wanted)
         plans = [windows.slots(over, end)[2] for over, end, _ in wanted]
-        blobs: dict[tuple[int, int], Fields | None] = {}
         out: list[Bucket | None] = [None] * len(wanted)
-        remaining = sorted(range(len(wanted)), key=lambda i: -len(plans[i]))
-        while remaining:
-            longest = plans[remaining[0]]
-            group = [i for i in remaining if plans[i] == longest[:len(plans[i])]]
-            remaining = [i for i in remaining if i not in group]
-            fields: list[Fields] = []
-            count_at = [0]  # non-empty blobs among the first k slots of `longest`
-            for ring, at in longest:
-                slot = (ring.unit_ns, at)
-                if slot in blobs:
-                    unpacked = blobs[slot]
-                else:
-                    blob = ring.get(at)
-                    unpacked = blobs[slot] = None if blob is None else unpack_fields(blob)
-                if unpacked is not None:
-                    fields.append(unpacked)
-                count_at.append(len(fields))
-            merged = partial_views(fields, [(count_at[len(plans[i])], wanted[i][2])
+        groups = _groups(plans)
+        # Blobs are kept between groups only when there are several (other ends, or a rollup
+        # taking over in the longer view): usually all views extend one another.
+        blobs: dict[tuple[int, int], bytes | None] | None = None
+        unpacked: dict[tuple[int, int], Fields] = {}
+        if len(groups) > 1:
+            blobs = {}
+        for group in groups:
+            longest = plans[group[0]]
+            packed, positions = _read_slots(longest, blobs)
+            if blobs is None:
+                fields = [unpack_fields(blob) for blob in packed]
+            else:
+                fields = []
+                for position, blob in zip(positions, packed, strict=True):
+                    ring, at = longest[position]
+                    slot = (ring.unit_ns, at)
+                    one = unpacked.get(slot)
+                    if one is None:
+                        one = unpacked[slot] = unpack_fields(blob)
+                    fields.append(one)
+            # A view of the first k slots merges the blobs at positions before k.
+            merged = partial_views(fields, [(bisect_left(positions, len(plans[i])), wanted[i][2])
                                             for i in group])
             for i, bucket in zip(group, merged, strict=True):
                 out[i] = bucket
+        return out
+
+    def view_keys(self, key: SeriesKey, wanted: Sequence[View]) -> list[ViewKey] | None:
+        """The `ViewKey` of each view `views_parts(key, wanted)` makes (None for an unknown
+        or retired series), read without unpacking a blob: a caller keeping the views of a
+        quiet series merges again only those whose key changed."""
+        windows = self._series.get(key)
+        if windows is None:
+            return None
+        plans = [windows.slots(over, end)[2] for over, end, _ in wanted]
+        out: list[ViewKey] = [((), frozenset())] * len(wanted)
+        groups = _groups(plans)
+        blobs: dict[tuple[int, int], bytes | None] | None = {} if len(groups) > 1 else None
+        for group in groups:
+            longest = plans[group[0]]
+            _, positions = _read_slots(longest, blobs)
+            held = [(longest[p][0].unit_ns, longest[p][1]) for p in positions]
+            for i in group:
+                out[i] = (tuple(held[:bisect_left(positions, len(plans[i]))]), wanted[i][2])
         return out
 
     def snapshot(self) -> ShardState:
@@ -179,6 +211,7 @@ _SESSION_MAX, _ERROR_KINDS, _UNKNOWN_COST, _SKETCHES, _EXEMPLARS, _PROMPTS, _TRU
 _VERSION_SETS = ("prompt_template_versions", "models", "app_versions")
 """In the order of the fields, from `_PROMPTS` on, and of `truncated_versions`."""
 _NOT_TRUNCATED = (False, False, False)
+_SKETCH_INDEX = {name: index for index, name in enumerate(SKETCHES)}
 
 
 def partial_view(fields: Sequence[Fields], parts: frozenset[str]) -> Bucket:
@@ -200,7 +233,8 @@ def partial_view(fields: Sequence[Fields], parts: frozenset[str]) -> Bucket:
 def partial_views(fields: Sequence[Fields],
                   cuts: Sequence[tuple[int, frozenset[str]]]) -> list[Bucket]:
     """`partial_view(fields[:n], parts)` for each `(n, parts)`, merging the shared prefixes
-    once."""
+    once. Cuts of the same `n` share one bucket, with the union of their parts (a 5 m and a
+    1 h view of a series whose blobs all lie in the last 5 minutes merge the same blobs)."""
     for _, parts in cuts:
         if not parts <= PARTS:
             raise ValueError(f"unknown view parts {sorted(parts - PARTS)}; expected some of "
@@ -209,16 +243,61 @@ def partial_views(fields: Sequence[Fields],
         if unpacked[0] != BUCKET_STATE_VERSION:
             raise ValueError(f"BucketState version {unpacked[0]} is not supported; "
                              f"expected {BUCKET_STATE_VERSION}")
+    wanted: dict[int, frozenset[str]] = {}
+    for upto, parts in cuts:
+        wanted[upto] = wanted[upto] | parts if upto in wanted else parts
     totals = _Totals()
     done = 0
-    out: list[Bucket | None] = [None] * len(cuts)
-    for index in sorted(range(len(cuts)), key=lambda i: cuts[i][0]):
-        upto, parts = cuts[index]
+    made: dict[int, Bucket] = {}
+    last = max(wanted, default=0)
+    for upto in sorted(wanted):
         if upto > done:
             totals.add(fields[done:upto])
             done = upto
-        out[index] = totals.bucket(fields[:upto], parts)
-    return [bucket for bucket in out if bucket is not None]
+        made[upto] = totals.bucket(fields[:upto], wanted[upto], last=upto == last)
+    return [made[upto] for upto, _ in cuts]
+
+
+def _read_slots(slots: Sequence[tuple[CompactRing, int]],
+                blobs: dict[tuple[int, int], bytes | None] | None
+                ) -> tuple[list[bytes], list[int]]:
+    """The blobs of the `slots` holding data, in slot order, and their positions in `slots`;
+    `blobs`, when given, keeps every slot read (by ring unit and start) for the next call."""
+    packed: list[bytes] = []
+    positions: list[int] = []
+    if blobs is None:
+        for index, (ring, at) in enumerate(slots):
+            blob = ring.get(at)
+            if blob is not None:
+                packed.append(blob)
+                positions.append(index)
+        return packed, positions
+    for index, (ring, at) in enumerate(slots):
+        slot = (ring.unit_ns, at)
+        if slot in blobs:
+            blob = blobs[slot]
+        else:
+            blob = blobs[slot] = ring.get(at)
+        if blob is not None:
+            packed.append(blob)
+            positions.append(index)
+    return packed, positions
+
+
+def _groups(plans: list[list[tuple[CompactRing, int]]]) -> list[list[int]]:
+    """Indexes of `plans` in groups whose plans are prefixes of the group's first (longest)."""
+    groups: list[list[int]] = []
+    remaining = sorted(range(len(plans)), key=lambda i: -len(plans[i]))
+    while remaining:
+        longest = plans[remaining[0]]
+        group: list[int] = []
+        rest: list[int] = []
+        for i in remaining:
+            plan = plans[i]
+            (group if plan == longest[:len(plan)] else rest).append(i)
+        groups.append(group)
+        remaining = rest
+    return groups
 
 
 class _Totals:
@@ -248,28 +327,35 @@ class _Totals:
                 self.truncated = [a or b for a, b in zip(self.truncated, unpacked[_TRUNCATED],
                                                          strict=True)]
 
-    def bucket(self, fields: Sequence[Fields], parts: frozenset[str]) -> Bucket:
-        """A partial view: these totals, plus the `parts` merged from its `fields`."""
+    def bucket(self, fields: Sequence[Fields], parts: frozenset[str], *,
+               last: bool = False) -> Bucket:
+        """A partial view: these totals, plus the `parts` merged from its `fields`. `last`:
+        no bucket is made from these totals afterwards, so the bucket takes their exemplars
+        over (they are what merging them into empty ones would give)."""
         bucket = Bucket()
         for name, total in zip(COUNTERS, self.sums, strict=True):
             if total:
                 setattr(bucket, name, total)
         bucket.session_cost_max_pusd = self.session_max
-        bucket.exemplars.merge(self.worst.items)
+        if last:
+            bucket.exemplars = self.worst
+        else:
+            bucket.exemplars.merge(self.worst.items)
         for name, values, truncated in zip(_VERSION_SETS, self.versions, self.truncated,
                                            strict=True):
             if values or truncated:
                 getattr(bucket, name).merge(sorted(values), truncated)
+        if not parts:  # counters only (rates, means, counts)
+            return bucket
         # Capped counts are merged blob by blob in view order, as `merge_fields` does (which
         # labels keep their own count past the cap depends on the order).
-        for name, at in (("error_kinds", _ERROR_KINDS), ("unknown_cost", _UNKNOWN_COST)):
-            if name in parts:
-                counts = bucket.error_kinds if name == "error_kinds" else bucket.unknown_cost
-                for unpacked in fields:
-                    if unpacked[at]:
-                        counts.merge(unpacked[at])
-        for index, name in enumerate(SKETCHES):
-            if name in parts:
+        if "error_kinds" in parts:
+            _merge_counts(bucket.error_kinds, fields, _ERROR_KINDS)
+        if "unknown_cost" in parts:
+            _merge_counts(bucket.unknown_cost, fields, _UNKNOWN_COST)
+        for name in parts:
+            index = _SKETCH_INDEX.get(name)
+            if index is not None:
                 sketch = None
                 for unpacked in fields:
                     state = unpacked[_SKETCHES][index]
@@ -279,3 +365,9 @@ class _Totals:
                         sketch.merge_parts(*state)
                 bucket.sketches[index] = sketch
         return bucket
+
+
+def _merge_counts(counts: CappedCounts, fields: Sequence[Fields], at: int) -> None:
+    for unpacked in fields:
+        if unpacked[at]:
+            counts.merge(unpacked[at])

@@ -23,11 +23,11 @@ from metrics.bucket import MINUTE_NS, Bucket
 from metrics.catalog import MetricValue, compute, reads
 from metrics.cost_mix import COST_METRICS, baseline_span, compare_windows
 from metrics.series import SeriesKey
-from metrics.shard import ShardWindows
+from metrics.shard import ShardWindows, ViewKey
 from metrics.windows import ClosedMinute, SeriesWindows
 from rules.config import Rule, RulesConfig
 from rules.families import Family, family_of, series_labels
-from rules.records import Evaluation
+from rules.records import Evaluation, Labels
 
 VERSION_FIELDS = ("prompt_template_version", "model", "app_version")
 CHANGE_LOOKBACK = timedelta(hours=1)
@@ -57,6 +57,23 @@ class RuleEvaluator:
         self._detectors: dict[tuple[str, SeriesKey], Detector[Any]] = {}
         self._last_versions: dict[tuple[str, SeriesKey], tuple[tuple[str, tuple[str, ...]], ...]]
         self._last_versions = {}
+        self._memos: dict[SeriesKey, dict[ViewKey, Bucket]] = {}
+        """The views of the quiet series of the last minute evaluated, for the next one
+        (`_Views.fill`): small buckets (quiet series have little data), dropped once a series
+        closes a minute with data."""
+        self._memo_shard: ShardWindows | None = None
+        """The shard `_memos` hold views of."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The memos are a cache: snapshots hold exactly what they held before it existed.
+        state = dict(self.__dict__)
+        del state["_memos"], state["_memo_shard"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._memos = {}
+        self._memo_shard = None
 
     @property
     def detector_count(self) -> int:
@@ -65,13 +82,21 @@ class RuleEvaluator:
     def evaluate(self, closed: list[ClosedMinute], shard: ShardWindows) -> list[Evaluation]:
         """Evaluations for the closed minutes, in event-time order."""
         out: list[Evaluation] = []
-        views = _Views(shard)
+        labels = _AlertLabels()
         by_minute: dict[int, list[ClosedMinute]] = defaultdict(list)
         for minute in closed:
             by_minute[minute.minute_start_unix_ns].append(minute)
         for start in sorted(by_minute):
             end = start + MINUTE_NS
+            # Views of this minute; a quiet series' are those of its last minute when they
+            # merge the same blobs (`_Views.fill`). Series not closing a quiet minute here
+            # drop out of the memos.
+            memos = self._memos if shard is self._memo_shard else {}
+            self._memos, self._memo_shard = {}, shard
+            views = _Views(shard, memos, self._memos)
+            now = _Minute(views, labels, end, _datetime(end))
             keys = {minute.key for minute in by_minute[start]}
+            quiet = {minute.key for minute in by_minute[start] if minute.bucket.is_empty}
             # Keys by family slot, each worked out once (not once per rule), in `keys` order.
             by_family: dict[_Slot, list[SeriesKey]] = {}
             for key in keys:
@@ -83,15 +108,15 @@ class RuleEvaluator:
                 wants = self._wants(slot, end)
                 if wants:
                     for key in family_keys:
-                        views.fill(key, wants)
+                        views.fill(key, wants, quiet=key in quiet)
             for compiled in self._compiled:
                 if compiled.is_detector and end % compiled.over_ns:
                     continue  # detectors see one point per `over`
                 mine = by_family.get((compiled.family.group_by, compiled.family.tag), [])
                 if compiled.family.across is not None:
-                    out.extend(self._across(compiled, mine, views, end))
+                    out.extend(self._across(compiled, mine, now))
                 else:
-                    out.extend(self._one(compiled, key, views, end) for key in mine)
+                    out.extend(self._one(compiled, key, now) for key in mine)
         return out
 
     def _wants(self, slot: _Slot, end: int) -> _Wants:
@@ -114,16 +139,16 @@ class RuleEvaluator:
             return None, None
         return bucket, compute(compiled.rule.metric, bucket, compiled.rule.over)
 
-    def _one(self, compiled: _Compiled, key: SeriesKey, views: _Views,
-             end: int) -> Evaluation:
+    def _one(self, compiled: _Compiled, key: SeriesKey, now: _Minute) -> Evaluation:
         rule = compiled.rule
+        views, end = now.views, now.end
         bucket, metric = self._view(compiled, key, views, end)
         versions = _version_sets(bucket) if bucket is not None else ()
         # Which versions changed needs a second (hour-long) view: only breaches report it and
         # only rebaseline_on rules act on it, so the other evaluations skip it (most of them).
         changed = (self._changed(rule, key, views, end, versions)
                    if rule.rebaseline_on else None)
-        base = _Base(rule, series_labels(key), end, versions, changed or (), bucket)
+        base = _Base(rule, now.labels.of(rule, key), end, versions, changed or (), bucket)
         if metric is None:
             missing = rule.on_missing_data == "alert" and bucket is not None and bucket.is_empty
             return base.make(is_breach=missing, value=None,
@@ -137,9 +162,8 @@ class RuleEvaluator:
             rebaseline = getattr(detector, "rebaseline", None)
             if callable(rebaseline):
                 rebaseline()
-        at = _datetime(end)
-        score = detector.score(value, at, n=max(1, metric.n))
-        detector.learn(value, at, n=max(1, metric.n))
+        score = detector.score(value, now.at, n=max(1, metric.n))
+        detector.learn(value, now.at, n=max(1, metric.n))
         evaluation = base.scored(score, value, metric.n, threshold=_threshold(rule))
         if evaluation.is_breach and changed is None:
             evaluation = replace(evaluation,
@@ -152,11 +176,11 @@ class RuleEvaluator:
                 series, rule.over, baseline_span(rule.detector, rule.over), end))
         return evaluation
 
-    def _across(self, compiled: _Compiled, keys: list[SeriesKey], views: _Views,
-                end: int) -> list[Evaluation]:
+    def _across(self, compiled: _Compiled, keys: list[SeriesKey],
+                now: _Minute) -> list[Evaluation]:
         """Rules comparing sub-series (`across`): feed every group, then judge each."""
         rule, family = compiled.rule, compiled.family
-        at = _datetime(end)
+        views, end, at = now.views, now.end, now.at
         outers: dict[SeriesKey, list[tuple[SeriesKey, str, MetricValue, Bucket | None]]]
         outers = defaultdict(list)
         for key in keys:
@@ -170,7 +194,7 @@ class RuleEvaluator:
             observe = getattr(detector, "observe", None)
             compare = getattr(detector, "compare", None)
             for key, group, metric, bucket in members:
-                base = _Base(rule, series_labels(key), end, (), (), bucket)
+                base = _Base(rule, now.labels.of(rule, key), end, (), (), bucket)
                 value = rule.value_of(metric.value)
                 score: Score | None
                 if compare is not None and observe is not None:  # two_sample
@@ -213,6 +237,7 @@ class RuleEvaluator:
             del self._detectors[slot]
         self._compiled = _compile(config)
         self._by_slot = _by_slot(self._compiled)
+        self._memos, self._memo_shard = {}, None
         return changed
 
 
@@ -223,21 +248,44 @@ class _Views:
     Views are partial (`ShardWindows.view_parts`): counters, exemplars and versions (what an
     evaluation carries), plus the parts their rules' metrics read."""
 
-    __slots__ = ("_cache", "_shard")
+    __slots__ = ("_cache", "_memos", "_next", "_shard")
 
-    def __init__(self, shard: ShardWindows) -> None:
+    def __init__(self, shard: ShardWindows, memos: dict[SeriesKey, dict[ViewKey, Bucket]],
+                 next_memos: dict[SeriesKey, dict[ViewKey, Bucket]]) -> None:
         self._shard = shard
         self._cache: dict[tuple[SeriesKey, timedelta, int],
                           tuple[frozenset[str], Bucket | None]] = {}
+        self._memos = memos
+        """Views of the last minute, per series: `fill` reuses those that did not change."""
+        self._next = next_memos
+        """Filled with this minute's views, per series, for the next minute."""
 
     def series(self, key: SeriesKey) -> SeriesWindows | None:
         return self._shard.get(key)
 
-    def fill(self, key: SeriesKey, wants: _Wants) -> None:
-        """Merge the views `wants` of one series together (`ShardWindows.views_parts`)."""
+    def fill(self, key: SeriesKey, wants: _Wants, *, quiet: bool = False) -> None:
+        """Merge the views `wants` of one series together (`ShardWindows.views_parts`).
+
+        `quiet`: the minute just closed holds nothing (every view has data in it otherwise,
+        so none can be the last minute's). Then views whose `ViewKey` is one of the last
+        minute's are taken from it (a quiet series' windows change only when a minute with
+        data leaves them), and this minute's are kept for the next.
+        """
         wanted = [(over, end, parts) for (over, end), parts in wants.items()]
-        for (over, end, parts), bucket in zip(wanted, self._shard.views_parts(key, wanted),
-                                              strict=True):
+        view_keys = self._shard.view_keys(key, wanted) if quiet else None
+        if view_keys is None:
+            buckets = self._shard.views_parts(key, wanted)
+        else:
+            last = self._memos.get(key, {})
+            buckets = [last.get(view_key) for view_key in view_keys]
+            missing = [i for i, bucket in enumerate(buckets) if bucket is None]
+            if missing:
+                merged = self._shard.views_parts(key, [wanted[i] for i in missing])
+                for i, bucket in zip(missing, merged, strict=True):
+                    buckets[i] = bucket
+            self._next[key] = {view_key: bucket for view_key, bucket
+                               in zip(view_keys, buckets, strict=True) if bucket is not None}
+        for (over, end, parts), bucket in zip(wanted, buckets, strict=True):
             self._cache[key, over, end] = (parts, bucket)
 
     def get(self, key: SeriesKey, over: timedelta, end: int,
@@ -251,6 +299,37 @@ class _Views:
         bucket = self._shard.view_parts(key, over, end, parts)
         self._cache[key, over, end] = (parts, bucket)
         return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class _Minute:
+    """What the evaluations of one closed minute share."""
+
+    views: _Views
+    labels: _AlertLabels
+    end: int
+    """End of the minute (Unix ns): the windows end here."""
+    at: datetime
+    """`end` as detectors take it."""
+
+
+class _AlertLabels:
+    """Alert labels of the series of one `evaluate` call: rules without extra labels (most)
+    give a series the same ones, worked out once, not once per rule."""
+
+    __slots__ = ("_plain",)
+
+    def __init__(self) -> None:
+        self._plain: dict[SeriesKey, Labels] = {}
+
+    def of(self, rule: Rule, key: SeriesKey) -> Labels:
+        """`rule.alert_labels` of the series `key`."""
+        if rule.labels:
+            return rule.alert_labels(series_labels(key))
+        labels = self._plain.get(key)
+        if labels is None:
+            labels = self._plain[key] = rule.alert_labels(series_labels(key))
+        return labels
 
 
 def _compile(config: RulesConfig) -> tuple[_Compiled, ...]:
@@ -297,7 +376,8 @@ class _Base:
     """What every evaluation of one rule, series and window shares."""
 
     rule: Rule
-    labels: tuple[tuple[str, str], ...]
+    labels: Labels
+    """The alert labels (`Rule.alert_labels`)."""
     end: int
     versions: tuple[tuple[str, tuple[str, ...]], ...]
     changed: tuple[str, ...]
@@ -307,7 +387,7 @@ class _Base:
              is_gated: bool = False, threshold: float | None = None,
              score: Score | None = None, detail: str = "") -> Evaluation:
         return Evaluation(
-            rule=self.rule.name, tier=self.rule.tier, labels=self.rule.alert_labels(self.labels),
+            rule=self.rule.name, tier=self.rule.tier, labels=self.labels,
             at_unix_ns=self.end, window_s=self.rule.over.total_seconds(), is_breach=is_breach,
             value=value, threshold=threshold,
             baseline=score.baseline if score is not None else None,
