@@ -327,7 +327,9 @@ class SeriesWindows:
         candidates = [target, *(m for m in self._open if m > minute)]
         if self._first_live is not None and self._first_live > minute:
             candidates.append(self._first_live)
-        deadline = self._sessions.next_deadline_unix_ns() if self._sessions else None
+        # A lower bound of the next session deadline is enough: minutes before the deadline
+        # are silent too (visiting one emits nothing, and its close makes the bound exact).
+        deadline = self._sessions.deadline_bound_unix_ns() if self._sessions else None
         if deadline is not None:
             candidates.append(max(minute + MINUTE_NS, minute_of(deadline - 1)))
         return min(candidates)

@@ -159,7 +159,11 @@ def test_random_sequences_equal_the_reference_tracker(
         else:
             tracker = SessionTracker.restore(tracker.snapshot(), idle, max_open)
         assert tracker.snapshot() == reference.snapshot()
-        assert tracker.next_deadline_unix_ns() == reference.next_deadline_unix_ns()
+        exact = reference.next_deadline_unix_ns()
+        assert tracker.next_deadline_unix_ns() == exact
+        bound = tracker.deadline_bound_unix_ns()
+        assert (bound is None) == (exact is None)
+        assert bound is None or exact is None or bound <= exact
         assert tracker.closed_early == reference.closed_early
     assert tracker.close_until(10**20) == reference.close_until(10**20)
     assert tracker.open_segments == 0
