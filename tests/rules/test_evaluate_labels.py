@@ -6,13 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from metrics.shard import ShardWindows
-from metrics.windows import ClosedMinute, WindowConfig
-from rules.evaluate import RuleEvaluator
-from rules.families import families
 from rules.load import parse_rules
 from rules.records import Evaluation, Labels
-from tests.fakes.traffic import HOUR_NS, MAX_SPILL_NS, MINUTE_NS, START_NS, TrafficGenerator
+from tests.fakes.shard_run import ShardRun
+from tests.fakes.traffic import HOUR_NS, MINUTE_NS, START_NS, TrafficGenerator
 
 EXTRA = '''
 [[rules]]
@@ -39,23 +36,10 @@ START = START_NS + 13 * HOUR_NS
 
 def _evaluate(minutes: int) -> list[Evaluation]:
     text = Path(__file__).resolve().parents[2].joinpath("alerts.toml").read_text()
-    config = parse_rules(text + EXTRA)
-    keys_of = [family.key_of for family in families(config)]
-    shard = ShardWindows(WindowConfig())
-    evaluator = RuleEvaluator(config)
-    out: list[Evaluation] = []
-    for minute, records in TrafficGenerator(seed=5).minutes(START, START + minutes * MINUTE_NS):
-        for record in records:
-            for key_of in keys_of:
-                key = key_of(record)
-                if key is not None:
-                    shard.add(key, record)
-        by_minute: dict[int, list[ClosedMinute]] = {}
-        for closed in shard.close_until(minute - MAX_SPILL_NS):
-            by_minute.setdefault(closed.minute_start_unix_ns, []).append(closed)
-        for start in sorted(by_minute):
-            out.extend(evaluator.evaluate(by_minute[start], shard))
-    return out
+    run = ShardRun(parse_rules(text + EXTRA))
+    traffic = TrafficGenerator(seed=5).minutes(START, START + minutes * MINUTE_NS)
+    return [evaluation for minute, records in traffic
+            for evaluation in run.minute(minute, records)]
 
 
 def test_rule_labels_reach_only_that_rules_evaluations() -> None:

@@ -12,14 +12,12 @@ import pytest
 from metrics.bucket import Bucket
 from metrics.series import SeriesKey
 from metrics.shard import ShardWindows, View
-from metrics.windows import ClosedMinute, WindowConfig
 from rules.evaluate import RuleEvaluator
-from rules.families import families
 from rules.load import parse_rules
 from rules.records import Evaluation
+from tests.fakes.shard_run import ShardRun
 from tests.fakes.traffic import (
     HOUR_NS,
-    MAX_SPILL_NS,
     MINUTE_NS,
     START_NS,
     Injection,
@@ -39,9 +37,7 @@ def _run(*, snapshot_at: int | None = None) -> tuple[list[Evaluation], int]:
     config = parse_rules(text)
     config = config.model_copy(update={"rules": tuple(r for r in config.rules
                                                       if r.name in RULES)})
-    keys_of = [family.key_of for family in families(config)]
-    shard = ShardWindows(WindowConfig())
-    evaluator = RuleEvaluator(config)
+    run = ShardRun(config)
     traffic = TrafficGenerator(seed=11, injections=(
         Injection(START, START + MINUTES * MINUTE_NS, changes={"rate_factor": 0.05}),))
     out: list[Evaluation] = []
@@ -57,18 +53,9 @@ def _run(*, snapshot_at: int | None = None) -> tuple[list[Evaluation], int]:
         patch.setattr(ShardWindows, "views_parts", counting)
         for index, (minute, records) in enumerate(
                 traffic.minutes(START, START + MINUTES * MINUTE_NS)):
-            for record in records:
-                for key_of in keys_of:
-                    key = key_of(record)
-                    if key is not None:
-                        shard.add(key, record)
             if index == snapshot_at:
-                evaluator = pickle.loads(pickle.dumps(evaluator))  # noqa: S301 - our own bytes
-            by_minute: dict[int, list[ClosedMinute]] = {}
-            for closed in shard.close_until(minute - MAX_SPILL_NS):
-                by_minute.setdefault(closed.minute_start_unix_ns, []).append(closed)
-            for start in sorted(by_minute):
-                out.extend(evaluator.evaluate(by_minute[start], shard))
+                run.evaluator = pickle.loads(pickle.dumps(run.evaluator))  # noqa: S301 - ours
+            out.extend(run.minute(minute, records))
     return out, merged
 
 

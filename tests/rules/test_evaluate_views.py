@@ -11,14 +11,11 @@ import pytest
 from metrics.bucket import Bucket
 from metrics.series import SeriesKey
 from metrics.shard import ShardWindows, View
-from metrics.windows import ClosedMinute, WindowConfig
-from rules.evaluate import RuleEvaluator
-from rules.families import families
 from rules.load import parse_rules
 from rules.records import Evaluation
+from tests.fakes.shard_run import ShardRun
 from tests.fakes.traffic import (
     HOUR_NS,
-    MAX_SPILL_NS,
     MINUTE_NS,
     START_NS,
     Injection,
@@ -77,23 +74,10 @@ def _traffic() -> TrafficGenerator:
 
 def _evaluate(minutes: int) -> list[Evaluation]:
     text = Path(__file__).resolve().parents[2].joinpath("alerts.toml").read_text()
-    config = parse_rules(text + EXTRA)
-    keys_of = [family.key_of for family in families(config)]
-    shard = ShardWindows(WindowConfig())
-    evaluator = RuleEvaluator(config)
-    out: list[Evaluation] = []
-    for minute, records in _traffic().minutes(START, START + minutes * MINUTE_NS):
-        for record in records:
-            for key_of in keys_of:
-                key = key_of(record)
-                if key is not None:
-                    shard.add(key, record)
-        by_minute: dict[int, list[ClosedMinute]] = {}
-        for closed in shard.close_until(minute - MAX_SPILL_NS):
-            by_minute.setdefault(closed.minute_start_unix_ns, []).append(closed)
-        for start in sorted(by_minute):
-            out.extend(evaluator.evaluate(by_minute[start], shard))
-    return out
+    run = ShardRun(parse_rules(text + EXTRA))
+    traffic = _traffic().minutes(START, START + minutes * MINUTE_NS)
+    return [evaluation for minute, records in traffic
+            for evaluation in run.minute(minute, records)]
 
 
 def _full_views(self: ShardWindows, key: SeriesKey, wanted: list[View]) -> list[Bucket | None]:
