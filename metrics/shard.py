@@ -18,11 +18,10 @@ from metrics.bucket import EXEMPLAR_LIMIT, SKETCHES, Bucket, minute_of
 from metrics.bucket_state import COUNTERS, BucketState, Fields, unpack_fields
 from metrics.bucket_state import STATE_VERSION as BUCKET_STATE_VERSION
 from metrics.partial import Partial
-from metrics.ring import CompactRing
 from metrics.series import SeriesKey
 from metrics.sketch import QuantileSketch
 from metrics.watermark import LateCounter, LateCounterState, Lateness
-from metrics.windows import ClosedMinute, SeriesWindows, SeriesWindowsState, WindowConfig
+from metrics.windows import ClosedMinute, Run, SeriesWindows, SeriesWindowsState, WindowConfig
 
 STATE_VERSION = 1
 
@@ -136,31 +135,27 @@ class ShardWindows:
         windows = self._series.get(key)
         if windows is None:
             return [None] * len(wanted)
-        plans = [windows.slots(over, end)[2] for over, end, _ in wanted]
+        plans = [windows.runs(over, end)[2] for over, end, _ in wanted]
         out: list[Bucket | None] = [None] * len(wanted)
-        groups = _groups(plans)
-        # Blobs are kept between groups only when there are several (other ends, or a rollup
-        # taking over in the longer view): usually all views extend one another.
-        blobs: dict[tuple[int, int], bytes | None] | None = None
+        sizes = [_size(plan) for plan in plans]
+        groups = _groups(plans, sizes)
+        # Unpacked blobs are kept between groups only when there are several (other ends, or a
+        # rollup taking over in the longer view): usually all views extend one another.
+        shared = len(groups) > 1
         unpacked: dict[tuple[int, int], Fields] = {}
-        if len(groups) > 1:
-            blobs = {}
         for group in groups:
-            longest = plans[group[0]]
-            packed, positions = _read_slots(longest, blobs)
-            if blobs is None:
+            packed, positions, held = _read_runs(plans[group[0]])
+            if not shared:
                 fields = [unpack_fields(blob) for blob in packed]
             else:
                 fields = []
-                for position, blob in zip(positions, packed, strict=True):
-                    ring, at = longest[position]
-                    slot = (ring.unit_ns, at)
+                for slot, blob in zip(held, packed, strict=True):
                     one = unpacked.get(slot)
                     if one is None:
                         one = unpacked[slot] = unpack_fields(blob)
                     fields.append(one)
             # A view of the first k slots merges the blobs at positions before k.
-            merged = partial_views(fields, [(bisect_left(positions, len(plans[i])), wanted[i][2])
+            merged = partial_views(fields, [(bisect_left(positions, sizes[i]), wanted[i][2])
                                             for i in group])
             for i, bucket in zip(group, merged, strict=True):
                 out[i] = bucket
@@ -173,16 +168,13 @@ class ShardWindows:
         windows = self._series.get(key)
         if windows is None:
             return None
-        plans = [windows.slots(over, end)[2] for over, end, _ in wanted]
+        plans = [windows.runs(over, end)[2] for over, end, _ in wanted]
         out: list[ViewKey] = [((), frozenset())] * len(wanted)
-        groups = _groups(plans)
-        blobs: dict[tuple[int, int], bytes | None] | None = {} if len(groups) > 1 else None
-        for group in groups:
-            longest = plans[group[0]]
-            _, positions = _read_slots(longest, blobs)
-            held = [(longest[p][0].unit_ns, longest[p][1]) for p in positions]
+        sizes = [_size(plan) for plan in plans]
+        for group in _groups(plans, sizes):
+            _, positions, held = _read_runs(plans[group[0]])
             for i in group:
-                out[i] = (tuple(held[:bisect_left(positions, len(plans[i]))]), wanted[i][2])
+                out[i] = (tuple(held[:bisect_left(positions, sizes[i])]), wanted[i][2])
         return out
 
     def snapshot(self) -> ShardState:
@@ -258,43 +250,52 @@ def partial_views(fields: Sequence[Fields],
     return [made[upto] for upto, _ in cuts]
 
 
-def _read_slots(slots: Sequence[tuple[CompactRing, int]],
-                blobs: dict[tuple[int, int], bytes | None] | None
-                ) -> tuple[list[bytes], list[int]]:
-    """The blobs of the `slots` holding data, in slot order, and their positions in `slots`;
-    `blobs`, when given, keeps every slot read (by ring unit and start) for the next call."""
+def _read_runs(runs: Sequence[Run]) -> tuple[list[bytes], list[int], list[tuple[int, int]]]:
+    """The blobs of the intervals of `runs` (`SeriesWindows.runs`) holding data, in slot order,
+    their positions among the slots (`SeriesWindows.slots`) and their (ring unit, start)."""
     packed: list[bytes] = []
     positions: list[int] = []
-    if blobs is None:
-        for index, (ring, at) in enumerate(slots):
-            blob = ring.get(at)
-            if blob is not None:
-                packed.append(blob)
-                positions.append(index)
-        return packed, positions
-    for index, (ring, at) in enumerate(slots):
-        slot = (ring.unit_ns, at)
-        if slot in blobs:
-            blob = blobs[slot]
-        else:
-            blob = blobs[slot] = ring.get(at)
-        if blob is not None:
+    held: list[tuple[int, int]] = []
+    offset = 0
+    for ring, low, high in runs:
+        unit = ring.unit_ns
+        for at, blob in ring.held(low, high):
             packed.append(blob)
-            positions.append(index)
-    return packed, positions
+            positions.append(offset + (high - unit - at) // unit)
+            held.append((unit, at))
+        offset += (high - low) // unit
+    return packed, positions, held
 
 
-def _groups(plans: list[list[tuple[CompactRing, int]]]) -> list[list[int]]:
-    """Indexes of `plans` in groups whose plans are prefixes of the group's first (longest)."""
+def _size(runs: Sequence[Run]) -> int:
+    """How many intervals (slots) `runs` hold."""
+    return sum((high - low) // ring.unit_ns for ring, low, high in runs)
+
+
+def _is_prefix(plan: Sequence[Run], longest: Sequence[Run]) -> bool:
+    """Whether the slots of `plan` start the slots of `longest` (runs are as long as they can
+    be, so all but the last run match, and the last one ends the next run of `longest`)."""
+    if not plan:
+        return True
+    last = len(plan) - 1
+    if last >= len(longest) or plan[:last] != longest[:last]:
+        return False
+    ring, low, high = plan[last]
+    other, other_low, other_high = longest[last]
+    return ring is other and high == other_high and low >= other_low
+
+
+def _groups(plans: list[list[Run]], sizes: list[int]) -> list[list[int]]:
+    """Indexes of `plans` in groups whose plans are prefixes of the group's first (longest);
+    `sizes` are their slot counts."""
     groups: list[list[int]] = []
-    remaining = sorted(range(len(plans)), key=lambda i: -len(plans[i]))
+    remaining = sorted(range(len(plans)), key=lambda i: -sizes[i])
     while remaining:
         longest = plans[remaining[0]]
         group: list[int] = []
         rest: list[int] = []
         for i in remaining:
-            plan = plans[i]
-            (group if plan == longest[:len(plan)] else rest).append(i)
+            (group if _is_prefix(plans[i], longest) else rest).append(i)
         groups.append(group)
         remaining = rest
     return groups

@@ -379,7 +379,7 @@ class SeriesWindows:
 
     def covered(self, over: timedelta, end_unix_ns: int) -> tuple[int, int]:
         """The exact interval `[start, end)` that `view(over, end_unix_ns)` merges."""
-        start, end, _ = self._plan(over, end_unix_ns)
+        start, end, _ = self.runs(over, end_unix_ns)
         return start, end
 
     def view(self, over: timedelta, end_unix_ns: int) -> Bucket:
@@ -399,27 +399,32 @@ class SeriesWindows:
         return merged
 
     def _plan(self, over: timedelta, end_unix_ns: int) -> tuple[int, int, list[bytes]]:
-        start, end, slots = self.slots(over, end_unix_ns)
-        blobs = []
-        for ring, at in slots:
-            blob = ring.get(at)
-            if blob is not None:
-                blobs.append(blob)
-        return start, end, blobs
+        start, end, runs = self.runs(over, end_unix_ns)
+        return start, end, [blob for ring, low, high in runs for _, blob in ring.held(low, high)]
 
     def slots(self, over: timedelta,
               end_unix_ns: int) -> tuple[int, int, list[tuple[CompactRing, int]]]:
         """`covered()` and the (ring, interval start) of every interval `view` merges, newest
-        first, without reading them (intervals holding no data included): callers that
-        merge several views of one series read each blob once (`ring.unit_ns` and the start
-        name an interval)."""
+        first, without reading them (intervals holding no data included; `ring.unit_ns` and
+        the start name an interval): `runs` expanded."""
+        start, end, runs = self.runs(over, end_unix_ns)
+        return start, end, [(ring, at) for ring, low, high in runs
+                            for at in range(high - ring.unit_ns, low - 1, -ring.unit_ns)]
+
+    def runs(self, over: timedelta, end_unix_ns: int) -> tuple[int, int, list[Run]]:
+        """`slots` as runs `(ring, low, high)` of consecutive intervals of one ring starting in
+        [low, high), newest run first, each as long as it can be (two runs next to each other
+        are of different rings or not adjacent): callers read a run's intervals holding data
+        at once (`CompactRing.held`) instead of every interval, most of which hold none, and
+        equal plans have equal runs (a plan's slots start another's iff its runs but the last
+        are the other's first runs and its last run ends the other's next one)."""
         if over <= timedelta(0):
             raise ValueError(f"view length must be positive, got {over}")
         end = minute_of(end_unix_ns)
         if self._closed_until is not None:
             end = min(end, self._closed_until)
         start = end - _ns(over)
-        slots: list[tuple[CompactRing, int]] = []
+        runs: list[Run] = []
         # Closed minutes are known back to the ring's oldest slot; those after its newest slot
         # were skipped (the series was silent), so they are known to be empty.
         ring_end = self._minutes.end_unix_ns
@@ -430,22 +435,23 @@ class SeriesWindows:
         while t > start:
             if (t % DAY_NS == 0 and t - DAY_NS >= start and self._days_rolled is not None
                     and t <= self._days_rolled and self._days.covers(t - DAY_NS)):
+                _extend(runs, self._days, t - DAY_NS, t)
                 t -= DAY_NS
-                slots.append((self._days, t))
             elif (t % HOUR_NS == 0 and t - HOUR_NS >= start and self._hours_rolled is not None
                   and t <= self._hours_rolled and self._hours.covers(t - HOUR_NS)):
+                _extend(runs, self._hours, t - HOUR_NS, t)
                 t -= HOUR_NS
-                slots.append((self._hours, t))
             elif t - MINUTE_NS >= lowest_minute:
                 # Minutes, in one go down to the next hour edge (where a rollup may take over)
                 # or the lowest minute the view may use, whichever comes first.
                 first = t - MINUTE_NS
-                t = max(first - first % HOUR_NS,
-                        first - (first - lowest_minute) // MINUTE_NS * MINUTE_NS)
-                slots.extend([(minutes, m) for m in range(first, t - 1, -MINUTE_NS)])
+                low = max(first - first % HOUR_NS,
+                          first - (first - lowest_minute) // MINUTE_NS * MINUTE_NS)
+                _extend(runs, minutes, low, t)
+                t = low
             else:
                 break
-        return t, end, slots
+        return t, end, runs
 
     # --- state ---
 
@@ -481,6 +487,21 @@ class SeriesWindows:
         windows._hours_rolled = state.hours_rolled_until_unix_ns
         windows._days_rolled = state.days_rolled_until_unix_ns
         return windows
+
+
+Run = tuple[CompactRing, int, int]
+"""(ring, low, high): the ring's intervals starting in [low, high), newest first."""
+
+
+def _extend(runs: list[Run], ring: CompactRing, low: int, high: int) -> None:
+    """Add the older run (ring, low, high) to `runs`, joined to the last run when it goes on
+    from it (so runs are as long as they can be, and equal plans have equal runs)."""
+    if runs:
+        last_ring, last_low, last_high = runs[-1]
+        if last_ring is ring and last_low == high:
+            runs[-1] = (ring, low, last_high)
+            return
+    runs.append((ring, low, high))
 
 
 def _merged(ring: CompactRing, start: int, end: int) -> bytes | None:
