@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metrics.bucket import MINUTE_NS, SKETCHES, Bucket, event_unix_ns
-from metrics.bucket_state import COUNTERS, fields_of
-from metrics.catalog import METRICS, UnknownMetricError, compute, reads
+from metrics.bucket_state import fields_of
+from metrics.catalog import METRICS, UnknownMetricError, reads
 from metrics.shard import PARTS, ShardWindows, partial_view, partial_views
 from metrics.windows import DAY_NS, HOUR_NS, SeriesWindows, WindowConfig
 from tests.metrics.strategies import T0, Record, records
+from tests.metrics.view_reads import read_view
 
 KEY = (("service", "checkout"),)
 CONFIG = WindowConfig(retire_after=timedelta(days=10))
@@ -34,17 +35,6 @@ def _shard(recs: list[Record], rnd: random.Random, end: int) -> ShardWindows:
     return shard
 
 
-def _read(bucket: Bucket | None, over: timedelta, metrics: list[str]) -> object:
-    """What rule evaluation reads of a view."""
-    if bucket is None:
-        return None
-    return ([getattr(bucket, name) for name in COUNTERS], bucket.session_cost_max_pusd,
-            bucket.is_empty, bucket.exemplars.items,
-            [(s.values, s.is_truncated) for s in (bucket.prompt_template_versions,
-                                                  bucket.models, bucket.app_versions)],
-            [compute(metric, bucket, over) for metric in metrics])
-
-
 def _ends(end: int) -> list[int]:
     return [end, end - 7 * MINUTE_NS, end - end % HOUR_NS, end - end % DAY_NS]
 
@@ -60,11 +50,11 @@ def test_partial_views_read_like_full_views(recs: list[Record], tail: int,
     for at in _ends(end):
         for over in OVERS:
             full = shard.view(KEY, over, at)
-            assert _read(shard.view_parts(KEY, over, at, PARTS), over, list(METRICS)) \
-                == _read(full, over, list(METRICS))
+            assert read_view(shard.view_parts(KEY, over, at, PARTS), over, list(METRICS)) \
+                == read_view(full, over, list(METRICS))
             for metric in METRICS:  # each metric from a view of only what it reads
-                assert _read(shard.view_parts(KEY, over, at, reads(metric)), over, [metric]) \
-                    == _read(full, over, [metric]), (metric, over, at)
+                assert read_view(shard.view_parts(KEY, over, at, reads(metric)), over, [metric]) \
+                    == read_view(full, over, [metric]), (metric, over, at)
 
 
 @settings(max_examples=20, deadline=None)
@@ -80,9 +70,9 @@ def test_views_of_one_series_together_equal_each_alone(
     wanted = [(over, _ends(end)[which], reads(metric)) for over, which, metric in picks]
     together = shard.views_parts(KEY, wanted)
     for (over, at, parts), bucket, (_, _, metric) in zip(wanted, together, picks, strict=True):
-        assert _read(bucket, over, [metric]) \
-            == _read(shard.view_parts(KEY, over, at, parts), over, [metric]) \
-            == _read(shard.view(KEY, over, at), over, [metric])
+        assert read_view(bucket, over, [metric]) \
+            == read_view(shard.view_parts(KEY, over, at, parts), over, [metric]) \
+            == read_view(shard.view(KEY, over, at), over, [metric])
 
 
 def test_views_of_an_unknown_series_are_none() -> None:

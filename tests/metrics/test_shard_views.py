@@ -11,27 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.span import LLMSpan
-from metrics.bucket import MINUTE_NS, Bucket, event_unix_ns
-from metrics.bucket_state import COUNTERS, unpack_fields
-from metrics.catalog import METRICS, compute, reads
+from metrics.bucket import MINUTE_NS, event_unix_ns
+from metrics.bucket_state import unpack_fields
+from metrics.catalog import METRICS, reads
 from metrics.shard import PARTS, ShardWindows, partial_view, partial_views
 from metrics.windows import HOUR_NS, WindowConfig
 from tests.metrics.strategies import T0, Record, records
+from tests.metrics.view_reads import read_view
 
 KEY = (("service", "checkout"),)
 CONFIG = WindowConfig(retire_after=timedelta(days=10))
 END = T0 + 2 * HOUR_NS
-
-
-def _read(bucket: Bucket | None, over: timedelta, metrics: list[str]) -> object:
-    """What rule evaluation reads of a view (as tests/metrics/test_partial_views.py)."""
-    if bucket is None:
-        return None
-    return ([getattr(bucket, name) for name in COUNTERS], bucket.session_cost_max_pusd,
-            bucket.is_empty, bucket.exemplars.items,
-            [(s.values, s.is_truncated) for s in (bucket.prompt_template_versions,
-                                                  bucket.models, bucket.app_versions)],
-            [compute(metric, bucket, over) for metric in metrics])
 
 
 def _shard(recs: list[Record], start: int, span_ns: int) -> ShardWindows:
@@ -60,8 +50,10 @@ def test_views_over_the_same_blobs_share_one_bucket_with_every_part(
     short, long = timedelta(minutes=5), timedelta(hours=1)
     views = shard.views_parts(KEY, [(short, END, reads(first)), (long, END, reads(second))])
     assert views[0] is views[1]
-    assert _read(views[0], short, [first]) == _read(shard.view(KEY, short, END), short, [first])
-    assert _read(views[1], long, [second]) == _read(shard.view(KEY, long, END), long, [second])
+    assert read_view(views[0], short, [first]) == read_view(shard.view(KEY, short, END), short,
+                                                            [first])
+    assert read_view(views[1], long, [second]) == read_view(shard.view(KEY, long, END), long,
+                                                            [second])
 
 
 @settings(max_examples=15, deadline=None)
@@ -79,7 +71,7 @@ def test_views_over_other_blobs_get_their_own_buckets(recs: list[Record], metric
         assert views[0] is not None and views[1] is not None
         assert views[0].exemplars is not views[1].exemplars
     for over, view, whole in zip((short, long), views, full, strict=True):
-        assert _read(view, over, [metric]) == _read(whole, over, [metric])
+        assert read_view(view, over, [metric]) == read_view(whole, over, [metric])
 
 
 @settings(max_examples=20, deadline=None)
@@ -101,7 +93,7 @@ def test_partial_views_cuts_of_one_length_share_a_bucket(
     for (n, parts), bucket in zip(wanted, together, strict=True):
         # Each reads like a view of its own parts alone, whatever else it shares.
         readable = [m for m in METRICS if reads(m) <= parts]
-        assert _read(bucket, over, readable) == _read(partial_view(fields[:n], parts), over,
+        assert read_view(bucket, over, readable) == read_view(partial_view(fields[:n], parts), over,
                                                       readable)
     for i, (n, _) in enumerate(wanted):
         for j, (m, _) in enumerate(wanted):
@@ -109,5 +101,5 @@ def test_partial_views_cuts_of_one_length_share_a_bucket(
     # A shared bucket holds every part its cuts asked for: what any of them reads.
     union = partial_views(fields, [(len(fields), PARTS), (len(fields), frozenset())])
     assert union[0] is union[1]
-    assert _read(union[1], over, list(METRICS)) == _read(partial_view(fields, PARTS), over,
+    assert read_view(union[1], over, list(METRICS)) == read_view(partial_view(fields, PARTS), over,
                                                          list(METRICS))
