@@ -437,19 +437,15 @@ def _encode_bins(bins: dict[int, int], span_limit: int = 0xFFFF) -> bytes | None
         return None
     if least < 0:  # not a sketch's, but as before: `_encode_wide`
         return _encode_wide(bins, low, span)
-    # byte counts (width 1): unary, dense and sparse sizes, ties in that order (`_encode`);
     # a count above 255 does not fit (IndexError, ValueError) and takes `_encode_wide`
-    unary_bits = sum(counts) + span
-    unary = (unary_bits + 7) // 8 + 2
-    sparse = 3 * len(bins)
+    layout = _byte_layout(sum(counts), span, len(bins))
     try:
-        if unary <= span and unary <= sparse:
+        if layout == _UNARY:
             runs = ["0"] * span
             for key, count in bins.items():
                 runs[key - low] = _RUNS[count]
-            ones = int("".join(runs), 2) << (-unary_bits % 8)
-            return _UNARY_HEAD.pack(_UNARY, low, span) + ones.to_bytes(unary - 2, "big")
-        if span <= sparse:
+            return _unary_payload(low, span, "".join(runs))
+        if layout == _DENSE:
             row = bytearray(span)
             for key, count in bins.items():
                 row[key - low] = count
@@ -478,17 +474,28 @@ def _encode_dense(low: int, dense: Counts) -> bytes:
 def _encode_row(low: int, row: bytes | bytearray, total: int, bins: int) -> bytes | None:
     """The unary or dense layout of byte counts `row` (first and last non-zero) from key `low`,
     whichever `_encode` picks; None when it picks sparse."""
-    span = len(row)
-    unary_bits = total + span
-    # byte counts (width 1): unary, dense and sparse sizes, ties in that order (`_encode`)
-    unary = (unary_bits + 7) // 8 + 2
-    sparse = 3 * bins
-    if unary <= span and unary <= sparse:
-        ones = int(row.decode("latin-1").translate(_RUNS), 2) << (-unary_bits % 8)
-        return _UNARY_HEAD.pack(_UNARY, low, span) + ones.to_bytes(unary - 2, "big")
-    if span <= sparse:
+    layout = _byte_layout(total, len(row), bins)
+    if layout == _UNARY:
+        return _unary_payload(low, len(row), row.decode("latin-1").translate(_RUNS))
+    if layout == _DENSE:
         return _HEAD.pack(_DENSE, low) + row
     return None
+
+
+def _byte_layout(total: int, span: int, bins: int) -> int:
+    """The layout `_encode` picks for `bins` non-zero byte counts summing to `total` over
+    `span` keys: the smallest of unary, dense and sparse, ties in that order."""
+    unary = (total + span + 7) // 8 + 2
+    sparse = 3 * bins
+    if unary <= span and unary <= sparse:
+        return _UNARY
+    return _DENSE if span <= sparse else _SPARSE
+
+
+def _unary_payload(low: int, span: int, bits: str) -> bytes:
+    """The unary layout from its bits as a string of "0"/"1" (`_RUNS` per key), padded."""
+    padded = int(bits, 2) << (-len(bits) % 8)
+    return _UNARY_HEAD.pack(_UNARY, low, span) + padded.to_bytes((len(bits) + 7) // 8, "big")
 
 
 def _encode_wide(bins: dict[int, int], low: int, span: int) -> bytes:
