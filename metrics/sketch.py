@@ -189,14 +189,8 @@ class QuantileSketch:
         self._count += len(keys)
         self._zero += zeros
         self._dense = None
-        if not counts:
-            return
-        if adds is _NO_ADDS:
-            self._adds = counts
-            return
-        get = adds.get
-        for key, count in counts.items():  # first-seen order, as one by one inserts them
-            adds[key] = get(key, 0) + count
+        if counts:
+            self._add_counts(counts, owned=True)
 
     def merge(self, other: QuantileSketch) -> None:
         """Add every value of `other` (lazily: payloads are summed when first needed)."""
@@ -205,10 +199,8 @@ class QuantileSketch:
         self._count += other._count
         self._zero += other._zero
         self._dense = None
-        if other._adds and self._adds is _NO_ADDS:
-            self._adds = {}
-        for key, count in other._adds.items():
-            self._adds[key] = self._adds.get(key, 0) + count
+        if other._adds:
+            self._add_counts(other._adds)
         if other._parts:
             if self._parts is _NO_PARTS:
                 self._parts = list(other._parts)
@@ -265,20 +257,25 @@ class QuantileSketch:
         self._dense = None
         if not bins:
             return
-        adds = self._adds
         if isinstance(bins, dict):
-            if adds is _NO_ADDS:
-                self._adds = adds = dict(bins)  # a copy: pickle may share one dict twice
-            else:
-                get = adds.get
-                for key, value in bins.items():
-                    adds[key] = get(key, 0) + value
+            self._add_counts(bins)  # copied if taken whole: pickle may share one dict twice
         else:
-            if adds is _NO_ADDS:
-                self._adds = adds = {}
-            _decode_into(bins, adds)
-        if len(adds) > 2 * BIN_LIMIT:
+            if self._adds is _NO_ADDS:
+                self._adds = {}
+            _decode_into(bins, self._adds)
+        if len(self._adds) > 2 * BIN_LIMIT:
             self._collapse_adds()
+
+    def _add_counts(self, counts: dict[int, int], *, owned: bool = False) -> None:
+        """Add {key: count} to the pending adds, new keys in `counts`' order (as one by one
+        inserts them); `owned`: `counts` may become the adds themselves (else it is copied)."""
+        adds = self._adds
+        if adds is _NO_ADDS:
+            self._adds = counts if owned else dict(counts)
+            return
+        get = adds.get
+        for key, count in counts.items():
+            adds[key] = get(key, 0) + count
 
     def _add_part(self, bins: bytes) -> None:
         if self._parts is _NO_PARTS:
