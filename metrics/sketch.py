@@ -302,11 +302,6 @@ class QuantileSketch:
 
     def state_fields(self) -> tuple[int, int, bytes]:
         """`to_state()` as its `(count, zero_count, bins)` tuple, as packed blobs hold it."""
-        adds = self._adds
-        if adds and not self._parts:  # `payload`'s live-bucket case, inlined: once a sketch
-            encoded = _encode_bins(adds, BIN_LIMIT)  # per closed minute
-            if encoded is not None:
-                return (self._count, self._zero, encoded)
         return (self._count, self._zero, self.payload())
 
     def payload(self) -> bytes:
