@@ -221,7 +221,7 @@ class SeriesWindows:
         if verdict == "late_folded":
             bucket.late_folded += records
         if sessions:
-            self._touch_all(sessions)
+            self._session_tracker().touch_many(sessions)
         if newest is not None:
             self._seen(newest)
         return verdict
@@ -242,7 +242,7 @@ class SeriesWindows:
         if verdict == "late_folded":
             bucket.late_folded += len(plans)
         if sessions:
-            self._touch_all(sessions)
+            self._session_tracker().touch_many(sessions)
         self._seen(newest)
         return verdict
 
@@ -260,12 +260,6 @@ class SeriesWindows:
     def _seen(self, event: int) -> None:
         if self._last_seen is None or event > self._last_seen:
             self._last_seen = event
-
-    def _touch_all(self, sessions: tuple[SessionTouch, ...]) -> None:
-        # A partial carries ~50 touches on the bench traffic: the tracker is looked up once.
-        touch = self._session_tracker().touch
-        for one in sessions:
-            touch(one)
 
     def _session_tracker(self) -> SessionTracker:
         if self._sessions is None:

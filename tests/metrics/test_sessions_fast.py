@@ -186,3 +186,47 @@ def test_nothing_due_returns_at_once_and_the_bound_follows_touches() -> None:
     [a_late] = tracker.close_until(130 * MIN_NS)
     assert (a_late.session_id, a_late.cost_pusd) == ("a", 1)
     assert tracker.next_deadline_unix_ns() is None
+
+
+_batches = st.lists(st.lists(_touches, min_size=1, max_size=12) | st.integers(0, 400 * MIN_NS)
+                    | st.none(), max_size=30)
+"""A batch of touches (session ids may repeat in one), a close, or a snapshot-and-restore."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(_batches, st.sampled_from([timedelta(minutes=1), timedelta(minutes=30)]),
+       st.sampled_from([1, 2, 3, 1000]), st.booleans())
+def test_touch_many_equals_touching_each_in_turn(
+        ops: list[list[SessionTouch] | int | None], idle: timedelta, max_open: int,
+        as_iterator: bool) -> None:
+    """`touch_many` of a batch is the reference's `touch` of each in turn, also when the batch
+    evicts sessions midway (the dict it holds is rebuilt), merges several segments, repeats a
+    session or passes int64."""
+    tracker, reference = SessionTracker(idle, max_open), _ReferenceTracker(idle, max_open)
+    for arg in ops:
+        if isinstance(arg, list):
+            tracker.touch_many(iter(arg) if as_iterator else tuple(arg))
+            for touch in arg:
+                reference.touch(touch)
+        elif isinstance(arg, int):
+            assert tracker.close_until(arg) == reference.close_until(arg)
+        else:
+            tracker = SessionTracker.restore(tracker.snapshot(), idle, max_open)
+        assert tracker.snapshot() == reference.snapshot()
+        assert tracker.open_segments == len(reference.snapshot().segments)
+        exact = reference.next_deadline_unix_ns()
+        assert tracker.next_deadline_unix_ns() == exact
+        bound = tracker.deadline_bound_unix_ns()
+        assert (bound is None) == (exact is None)
+        assert bound is None or exact is None or bound <= exact
+    assert tracker.close_until(10**20) == reference.close_until(10**20)
+    assert tracker.open_segments == 0
+
+
+def test_touch_many_of_nothing_changes_nothing() -> None:
+    tracker = SessionTracker(timedelta(minutes=30))
+    tracker.touch(SessionTouch("a", MIN_NS, MIN_NS, 5, 1, 1))
+    before = tracker.snapshot()
+    tracker.touch_many(())
+    assert tracker.snapshot() == before
+    assert tracker.deadline_bound_unix_ns() == 31 * MIN_NS
