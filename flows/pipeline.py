@@ -61,7 +61,7 @@ from metrics.shard import ShardWindows
 from metrics.windows import ClosedMinute
 from rules.config import RulesConfig
 from rules.evaluate import RuleEvaluator
-from rules.families import Family, families
+from rules.families import Family, families, series_needs
 from rules.grouping import AlertGroup, Grouper
 from rules.inhibition import Inhibitor, IsSilenced
 from rules.lifecycle import AlertLifecycle
@@ -237,7 +237,8 @@ class Preaggregator:
         config = self._rules()
         if config is not self._config:
             self._config, self._every = config, families(config)
-            self._keys_of = LabelKeys([family.key_of for family in self._every])
+            self._keys_of = LabelKeys([family.key_of for family in self._every],
+                                      needs=series_needs(config, self._every))
         slotted = preaggregate_slots(records, self._keys_of)
         if self._keys_of.ids is not self._ids:  # new keys or ids started afresh
             self._ids, self._shards = self._keys_of.ids, {}

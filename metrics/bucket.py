@@ -95,6 +95,36 @@ class SpanPlan(NamedTuple):
     """The priced call's row of the bucket's `cost_mix`."""
 
 
+ALL_SKETCHES = (1 << len(SKETCHES)) - 1
+"""The `sketch_mask` of every sketch."""
+
+
+def sketch_mask(names: Iterable[str]) -> int:
+    """The sketches among `names` as a bit mask over `SKETCHES` indexes (other names are not
+    sketches: counters, labels)."""
+    mask = 0
+    for name in names:
+        if name in _SKETCH_INDEX:
+            mask |= 1 << _SKETCH_INDEX[name]
+    return mask
+
+
+def masked_keys(keys_col: Iterable[tuple[tuple[int, int | None], ...]], sketches: int
+                ) -> list[tuple[int, int | None]]:
+    """Plans' sketch keys, in order, of the sketches in mask `sketches` only."""
+    return [pair for pair in chain.from_iterable(keys_col) if sketches >> pair[0] & 1]
+
+
+def masked_plans(plans: Iterable[SpanPlan], sketches: int) -> list[SpanPlan]:
+    """`plans` with only the sketch keys of mask `sketches` (a plan that keeps all is itself)."""
+    out = []
+    for plan in plans:
+        keys = plan.sketch_keys
+        kept = tuple([pair for pair in keys if sketches >> pair[0] & 1])
+        out.append(plan if len(kept) == len(keys) else plan._replace(sketch_keys=kept))
+    return out
+
+
 FOLD_ONE_BY_ONE_MAX = 8
 """Plans `fold_plans` folds one by one (`fold_plan`, ~3 us a plan on the bench traffic): its
 batch path costs ~10 us a call (transposing plans, counting shapes, a list per sketch) and
@@ -417,12 +447,14 @@ class Bucket:
             self._fold_score(score, plan.exemplar[2], categories)
 
     def fold_plans(self, plans: Sequence[SpanPlan],
-                   categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
+                   categories: EvalCategories = DEFAULT_CATEGORIES,
+                   sketches: int = ALL_SKETCHES) -> None:
         """Add spans given as their plans: the same state as `fold_plan` of each in turn, at a
         fraction of the cost for many (counters summed per shape, exemplars offered at once,
-        versions and labels added once per distinct shape)."""
+        versions and labels added once per distinct shape). `sketches`: the sketches to add
+        to (a `sketch_mask`); the others stay as they are."""
         if len(plans) <= FOLD_ONE_BY_ONE_MAX:
-            for plan in plans:
+            for plan in plans if sketches == ALL_SKETCHES else masked_plans(plans, sketches):
                 self.fold_plan(plan, categories)
             return
         shape_col, at_col, exemplar_col, sums_col, keys_col, scores_col, usage_col = \
@@ -460,7 +492,10 @@ class Bucket:
                 self.unknown_cost.add(shape.unknown_cost, n)
             for reason in shape.finish_reasons:
                 self.finish_reasons.add(reason, n)
-        self._add_sketch_keys(keys_col)
+        if sketches == ALL_SKETCHES:
+            self._add_sketch_keys(keys_col)
+        elif sketches:
+            self._add_sketch_keys((masked_keys(keys_col, sketches),))
         usages = list(filter(None, usage_col))  # a usage row is a non-empty tuple
         if len(usages) == 1:
             self.cost_mix.add(usages[0])
@@ -472,7 +507,7 @@ class Bucket:
                 for score in scores:
                     self._fold_score(score, exemplar[2], categories)
 
-    def _add_sketch_keys(self, keys_col: Iterable[tuple[tuple[int, int | None], ...]]) -> None:
+    def _add_sketch_keys(self, keys_col: Iterable[Sequence[tuple[int, int | None]]]) -> None:
         """Plans' sketch keys, sorted out per sketch (in order) and added to each at once
         (`QuantileSketch.add_keys`: the same state as `add_key` of each in turn)."""
         by_index: list[list[int | None]] = [[] for _ in SKETCHES]

@@ -189,6 +189,10 @@ _TABLE: dict[str, tuple[MetricInfo, Compute]] = {
 METRICS: dict[str, MetricInfo] = {name: info for name, (info, _) in _TABLE.items()}
 """Every metric name rules may use, with its description, unit and sample."""
 
+SESSION_METRICS = frozenset({"cost_per_session", "cost_per_session_max"})
+"""Metrics computed from closed sessions: only the series of rules on them need session
+activity (pre-aggregation sends session touches to those series alone)."""
+
 
 def reads(metric: str) -> frozenset[str]:
     """What `compute(metric, ...)` reads of a bucket besides its counters (and

@@ -15,10 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from ingest.span import EvalResult, LLMSpan, fast_builder
-from metrics.bucket import FOLD_ONE_BY_ONE_MAX, MINUTE_NS, Bucket, SpanPlan, plan_of
+from metrics.bucket import (
+    ALL_SKETCHES,
+    FOLD_ONE_BY_ONE_MAX,
+    MINUTE_NS,
+    Bucket,
+    SpanPlan,
+    masked_plans,
+    plan_of,
+)
 from metrics.bucket_state import BucketState
 from metrics.evals import DEFAULT_CATEGORIES, EvalCategories
 from metrics.series import LABELS, SeriesKey, canonical_group_by, label_value, series_key
@@ -79,20 +87,22 @@ def _event_of(planned: Planned) -> int:
 
 
 def fold_planned(bucket: Bucket, plans: Iterable[Planned],
-                 categories: EvalCategories = DEFAULT_CATEGORIES) -> None:
+                 categories: EvalCategories = DEFAULT_CATEGORIES,
+                 sketches: int = ALL_SKETCHES) -> None:
     """Fold records given as `Planned` into `bucket`: a few one by one; more as the spans at
     once (`fold_plans`), then the evaluations (which touch no order-dependent part of a
-    bucket, so the state is the same as in record order)."""
+    bucket, so the state is the same as in record order). `sketches`: as `fold_plans`."""
     plans = plans if isinstance(plans, (list, tuple)) else list(plans)
     if len(plans) <= FOLD_ONE_BY_ONE_MAX:  # as `fold_plans` would, without sorting them out
         for planned in plans:
             if isinstance(planned, SpanPlan):
-                bucket.fold_plan(planned, categories)
+                bucket.fold_plan(planned if sketches == ALL_SKETCHES
+                                 else masked_plans([planned], sketches)[0], categories)
             else:
                 bucket.fold_eval(planned, categories)
         return
     spans = [planned for planned in plans if isinstance(planned, SpanPlan)]
-    bucket.fold_plans(spans, categories)
+    bucket.fold_plans(spans, categories, sketches)
     if len(spans) < len(plans):
         for planned in plans:
             if not isinstance(planned, SpanPlan):
@@ -202,6 +212,22 @@ class SlotIds:
         return entry
 
 
+class SeriesNeeds(NamedTuple):
+    """What the rules on a key function's series read beyond counters, exemplars and versions
+    (which every series keeps): only that is aggregated for them. A span's session touch and
+    sketch values otherwise reach every series it folds into (about nine under the shipped
+    rules), where few of them read sessions or more than one sketch. A rule added later by a
+    reload sees these parts from then on, as a rule on a new family does."""
+
+    sessions: bool = True
+    """Session touches (`catalog.SESSION_METRICS`)."""
+    sketches: int = ALL_SKETCHES
+    """The sketches, as a `bucket.sketch_mask`."""
+
+
+EVERYTHING = SeriesNeeds()
+
+
 class LabelKeys:
     """Every key function's series for a record, memoised by the record's label values.
 
@@ -210,12 +236,20 @@ class LabelKeys:
     thousands of spans over a few hundred series computes each series' keys once. The memo is
     bounded (cleared when full) and belongs to one set of key functions; its slot ids stay
     fixed within a batch (`start_batch` bounds them between batches).
+
+    `needs`: per key function, what its series' rules read (default: everything).
     """
 
-    __slots__ = ("_evals", "_functions", "_max", "_span_fields", "_spans", "ids")
+    __slots__ = ("_evals", "_functions", "_max", "_span_fields", "_spans", "ids", "needs")
 
-    def __init__(self, key_functions: Sequence[KeyFunction], max_entries: int = 100_000) -> None:
+    def __init__(self, key_functions: Sequence[KeyFunction], max_entries: int = 100_000, *,
+                 needs: Sequence[SeriesNeeds] | None = None) -> None:
         self._functions = tuple(key_functions)
+        self.needs = tuple(needs) if needs is not None else None
+        """What each key function's series need; None: everything."""
+        if self.needs is not None and len(self.needs) != len(self._functions):
+            raise ValueError(f"needs has {len(self.needs)} entries for "
+                             f"{len(self._functions)} key functions")
         self._spans: dict[tuple[object, ...], Entry] = {}
         self._evals: dict[tuple[str, ...], Entry] = {}
         self._max = max_entries
@@ -297,7 +331,7 @@ def preaggregate_slots(records: Iterable[LLMSpan | EvalResult], keys_of: LabelKe
     function index: `keys_of.ids.slot_keys[slot_id]` is (index, series) until `keys_of.ids`
     is replaced, so callers can memoise per-series facts by an int."""
     keys_of.start_batch()
-    return _preaggregate(records, keys_of.entry, keys_of.ids, categories)
+    return _preaggregate(records, keys_of.entry, keys_of.ids, categories, keys_of.needs)
 
 
 _build_partial: Callable[..., Partial] = fast_builder(Partial)
@@ -307,24 +341,39 @@ per-slot cost)."""
 
 def _preaggregate(records: Iterable[LLMSpan | EvalResult],
                   entry_of: Callable[[LLMSpan | EvalResult], Entry], ids: SlotIds,
-                  categories: EvalCategories) -> list[tuple[int, Partial]]:
-    by_slot, large = _slots(_groups(records, entry_of))
-    shared_uses = _shared_uses(by_slot) if large else {}
-    """Folded slots a large combo reaches, by `id` of the combo, while it may be shared."""
-    shared: dict[int, Bucket] = {}
-    joined: dict[tuple[int, ...], tuple[tuple[SessionTouch, ...], tuple[Planned, ...]]] = {}
-    """Sessions and plans of a slot of several combos, by the combos' ids: series of
-    different key functions often hold the same records."""
+                  categories: EvalCategories,
+                  needs: tuple[SeriesNeeds, ...] | None = None) -> list[tuple[int, Partial]]:
+    """`needs`: per key function, what its partials carry (None: everything)."""
     slot_keys, sort_keys = ids.slot_keys, ids.sort_keys
+    by_slot, large = _slots(_groups(records, entry_of),
+                            needs is None or any(need.sessions for need in needs))
+
+    def needs_of(slot: int) -> SeriesNeeds:
+        return EVERYTHING if needs is None else needs[slot_keys[slot % MINUTE_NS][0]]
+
+    shared_uses = _shared_uses(by_slot, needs_of) if large else {}
+    """Folded slots a large combo reaches, by `id` of the combo and sketch mask, while it may
+    be shared."""
+    shared: dict[tuple[int, int], Bucket] = {}
+    masked: dict[tuple[int, int], tuple[Planned, ...]] = {}
+    """Plans of a slot with only its sketches' keys, by `id` of the plans and sketch mask."""
+    joined: dict[tuple[int, ...], list[Any]] = {}
+    """[sessions or None until needed, plans] of a slot of several combos, by the combos' ids:
+    series of different key functions often hold the same records."""
     out: list[tuple[int, Partial]] = []
     for slot in sorted(by_slot, key=lambda s: (sort_keys[s % MINUTE_NS], s)):
         slot_id = slot % MINUTE_NS
-        key = slot_keys[slot_id][1]
+        index, key = slot_keys[slot_id]
+        tracked, sketches = EVERYTHING if needs is None else needs[index]
         minute = slot - slot_id
         combos = by_slot[slot]
         if len(combos) == 1:
             plans, sessions, _ = combos[0]
+            if not tracked:
+                sessions = ()
             if len(plans) <= PLANNED_MAX:
+                if sketches != ALL_SKETCHES:
+                    plans = _masked(plans, sketches, masked)
                 out.append((slot_id, _build_partial(key, minute, None, sessions, plans,
                                                     categories)))
                 continue
@@ -333,17 +382,36 @@ def _preaggregate(records: Iterable[LLMSpan | EvalResult],
             known = joined.get(combo_ids)
             if known is None:
                 count = sum([len(combo[0]) for combo in combos])
-                known = joined[combo_ids] = (_sessions(combos), () if count > PLANNED_MAX
-                                             else tuple([p for c in combos for p in c[0]]))
-            sessions, plans = known
+                known = joined[combo_ids] = [None, () if count > PLANNED_MAX
+                                             else tuple([p for c in combos for p in c[0]])]
+            if tracked:
+                if known[0] is None:
+                    known[0] = _sessions(combos)
+                sessions = known[0]
+            else:
+                sessions = ()
+            plans = known[1]
             if plans:
+                if sketches != ALL_SKETCHES:
+                    plans = _masked(plans, sketches, masked)
                 out.append((slot_id, _build_partial(key, minute, None, sessions, plans,
                                                     categories)))
                 continue
         out.append((slot_id, _build_partial(
-            key, minute, _folded(combos, shared_uses, shared, categories), sessions, (),
-            DEFAULT_CATEGORIES)))
+            key, minute, _folded(combos, sketches, shared_uses, shared, categories), sessions,
+            (), DEFAULT_CATEGORIES)))
     return out
+
+
+def _masked(plans: tuple[Planned, ...], sketches: int,
+            known: dict[tuple[int, int], tuple[Planned, ...]]) -> tuple[Planned, ...]:
+    """`plans` with only the keys of the sketches in mask `sketches` (evaluations as they
+    are), once per batch for the same plans (a combo's plans reach a series per family)."""
+    found = known.get((id(plans), sketches))
+    if found is None:
+        found = known[id(plans), sketches] = tuple(
+            masked_plans([p], sketches)[0] if isinstance(p, SpanPlan) else p for p in plans)
+    return found
 
 
 Group = tuple[Entry, list[LLMSpan | EvalResult]]
@@ -366,15 +434,17 @@ def _groups(records: Iterable[LLMSpan | EvalResult],
     return groups
 
 
-def _slots(groups: dict[tuple[int, int], Group]) -> tuple[dict[int, list[_Combo]], bool]:
+def _slots(groups: dict[tuple[int, int], Group], sessions: bool = True
+           ) -> tuple[dict[int, list[_Combo]], bool]:
     """Per slot (key function, series, minute) as one int, minute + slot id (ids are below
-    MINUTE_NS): the combos that reach it; and whether a combo is large (`SHARED_FOLD_MIN`)."""
+    MINUTE_NS): the combos that reach it; and whether a combo is large (`SHARED_FOLD_MIN`).
+    `sessions`: whether combos carry their session touches (else none)."""
     by_slot: dict[int, list[_Combo]] = {}
     large = False
     for (_, minute), ((_, slot_ids), members) in groups.items():
         if slot_ids.count(None) == len(slot_ids):
             continue
-        combo = _combo(members)
+        combo = _combo(members, sessions)
         large = large or len(members) >= SHARED_FOLD_MIN
         for slot_id in slot_ids:
             if slot_id is not None:
@@ -386,17 +456,19 @@ def _slots(groups: dict[tuple[int, int], Group]) -> tuple[dict[int, list[_Combo]
     return by_slot, large
 
 
-def _combo(members: list[LLMSpan | EvalResult]) -> _Combo:
+def _combo(members: list[LLMSpan | EvalResult], sessions: bool = True) -> _Combo:
     if len(members) == 1:  # the common case: one record per label combination and minute
         record = members[0]
         if isinstance(record, LLMSpan):
-            touch = touch_of(record)
+            touch = touch_of(record) if sessions else None
             return (plan_of(record),), (() if touch is None else (touch,)), False
         return (record,), (), True
     plans = tuple([plan_of(r) if isinstance(r, LLMSpan) else r for r in members])
+    has_evals = not all(isinstance(planned, SpanPlan) for planned in plans)
+    if not sessions:
+        return plans, (), has_evals
     touches = [touch for r in members
                if isinstance(r, LLMSpan) and (touch := touch_of(r)) is not None]
-    has_evals = not all(isinstance(planned, SpanPlan) for planned in plans)
     return plans, _merged(touches), has_evals
 
 
@@ -422,32 +494,35 @@ def _merged(touches: list[SessionTouch]) -> tuple[SessionTouch, ...]:
     return tuple(sorted(by_session.values(), key=_session_id))
 
 
-def _shared_uses(by_slot: dict[int, list[_Combo]]) -> dict[int, int]:
-    uses: dict[int, int] = {}
-    for combos in by_slot.values():
+def _shared_uses(by_slot: dict[int, list[_Combo]], needs_of: Callable[[int], SeriesNeeds]
+                 ) -> dict[tuple[int, int], int]:
+    uses: dict[tuple[int, int], int] = {}
+    for slot, combos in by_slot.items():
         if sum([len(combo[0]) for combo in combos]) > PLANNED_MAX:  # a folded slot
+            sketches = needs_of(slot).sketches
             for combo in combos:
                 if len(combo[0]) >= SHARED_FOLD_MIN:
-                    uses[id(combo)] = uses.get(id(combo), 0) + 1
-    return {combo_id: count for combo_id, count in uses.items() if count > 1}
+                    uses[id(combo), sketches] = uses.get((id(combo), sketches), 0) + 1
+    return {shared: count for shared, count in uses.items() if count > 1}
 
 
-def _folded(combos: list[_Combo], shared_uses: dict[int, int], shared: dict[int, Bucket],
-            categories: EvalCategories) -> Bucket:
-    """One slot's bucket from its combos. A combo shared by several folded slots is folded
-    once into a common bucket, merged into each, adopted by the last."""
+def _folded(combos: list[_Combo], sketches: int, shared_uses: dict[tuple[int, int], int],
+            shared: dict[tuple[int, int], Bucket], categories: EvalCategories) -> Bucket:
+    """One slot's bucket (with the sketches of mask `sketches`) from its combos. A combo
+    shared by several folded slots of one mask is folded once into a common bucket, merged
+    into each, adopted by the last."""
     bucket: Bucket | None = None
     own: list[_Combo] = []
     for combo in combos:
-        uses = shared_uses.get(id(combo))
+        uses = shared_uses.get((id(combo), sketches))
         if uses is None:
             own.append(combo)
             continue
-        common = shared.get(id(combo))
+        common = shared.get((id(combo), sketches))
         if common is None:
-            common = shared[id(combo)] = Bucket()
-            _fold_combos(common, [combo], categories)
-        shared_uses[id(combo)] = uses - 1
+            common = shared[id(combo), sketches] = Bucket()
+            _fold_combos(common, [combo], sketches, categories)
+        shared_uses[id(combo), sketches] = uses - 1
         if bucket is None and uses == 1:
             bucket = common  # merged everywhere else already: adopt it
         else:
@@ -457,17 +532,18 @@ def _folded(combos: list[_Combo], shared_uses: dict[int, int], shared: dict[int,
     if bucket is None:
         bucket = Bucket()
     if own:
-        _fold_combos(bucket, own, categories)
+        _fold_combos(bucket, own, sketches, categories)
     return bucket
 
 
-def _fold_combos(bucket: Bucket, combos: list[_Combo], categories: EvalCategories) -> None:
+def _fold_combos(bucket: Bucket, combos: list[_Combo], sketches: int,
+                 categories: EvalCategories) -> None:
     plans = (combos[0][0] if len(combos) == 1
              else [planned for combo in combos for planned in combo[0]])
     if any(combo[2] for combo in combos):
-        fold_planned(bucket, plans, categories)
+        fold_planned(bucket, plans, categories, sketches)
     else:
-        bucket.fold_plans(plans, categories)  # type: ignore[arg-type]  # spans only
+        bucket.fold_plans(plans, categories, sketches)  # type: ignore[arg-type]  # spans only
 
 
 def _joined(old: SessionTouch | None, new: SessionTouch) -> SessionTouch:

@@ -9,9 +9,13 @@ compare sub-series of one outer series, so those live on the outer series' shard
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest.span import EvalResult, LLMSpan
+from metrics.bucket import sketch_mask
+from metrics.catalog import SESSION_METRICS, reads
+from metrics.partial import SeriesNeeds
 from metrics.series import LABELS, SeriesKey, canonical_group_by, label_value, shard_of
 from rules.config import Rule, RulesConfig
 from rules.silences import Matcher, matches_all
@@ -64,6 +68,20 @@ def families(config: RulesConfig) -> tuple[Family, ...]:
     for rule in config.rules:
         seen.setdefault(family_of(rule), None)
     return tuple(seen)
+
+
+def series_needs(config: RulesConfig, every: Sequence[Family]) -> tuple[SeriesNeeds, ...]:
+    """Per family of `every`, what the rules of `config` on it read: session activity when a
+    rule reads a session metric (`catalog.SESSION_METRICS`), the sketches rules read
+    (`catalog.reads`). Pre-aggregation gives a family's series only that (`SeriesNeeds`)."""
+    sessions: set[Family] = set()
+    sketches: dict[Family, int] = {}
+    for rule in config.rules:
+        family = family_of(rule)
+        if rule.metric in SESSION_METRICS:
+            sessions.add(family)
+        sketches[family] = sketches.get(family, 0) | sketch_mask(reads(rule.metric))
+    return tuple(SeriesNeeds(family in sessions, sketches.get(family, 0)) for family in every)
 
 
 def series_labels(key: SeriesKey) -> tuple[tuple[str, str], ...]:

@@ -52,8 +52,9 @@ from metrics.series import LABELS, SeriesKey, series_key
 from metrics.shard import ShardWindows
 from metrics.windows import ClosedMinute
 from rules.evaluate import RuleEvaluator
-from rules.families import families
+from rules.families import families, series_needs
 from rules.lifecycle import AlertLifecycle
+from tests.fakes.needs import as_needed
 from tests.flows.cluster_flow import exact_rules
 
 S = 1_000_000_000
@@ -287,7 +288,9 @@ def _windows_close_what_came_in_time(seed: int) -> int:
         progress = [p for batch in out for p in batch.progress]
         assert len({p.partition for p in progress}) <= 1
         newest = tuple(sorted(progress, key=lambda p: p.max_event_unix_ns)[-1:])
-        generic = preaggregate_each(records, functions)
+        # Series get the sessions and sketches their rules read (`tests/flows/test_series_needs`)
+        needs = series_needs(rules, every)
+        generic = [(i, as_needed(p, needs[i])) for i, p in preaggregate_each(records, functions)]
         owned = {key: [p for i, p in generic
                        if WINDOW_KEYS[every[i].shard_of(p.key, WINDOW_SHARDS)] == key]
                  for key in WINDOW_KEYS}
