@@ -237,8 +237,10 @@ class Preaggregator:
         config = self._rules()
         if config is not self._config:
             self._config, self._every = config, families(config)
-            self._keys_of = LabelKeys([family.key_of for family in self._every],
-                                      needs=series_needs(config, self._every))
+            self._keys_of = LabelKeys(
+                [family.key_of for family in self._every],
+                labels={name for family in self._every for name in family.labels},
+                needs=series_needs(config, self._every))
         slotted = preaggregate_slots(records, self._keys_of)
         if self._keys_of.ids is not self._ids:  # new keys or ids started afresh
             self._ids, self._shards = self._keys_of.ids, {}

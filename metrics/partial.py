@@ -158,15 +158,15 @@ def preaggregate_by(records: Iterable[LLMSpan | EvalResult], key_functions: Sequ
     return [merged[slot] for slot in sorted(merged)]
 
 
-_SPAN_LABEL_FIELDS = (
-    "context.service", "request_model", "response_model", "operation", "provider",
-    "context.prompt_template_version", "context.endpoint", "context.environment",
-    "context.app_version", "context.model_version", "context.user_segment", "kind")
-"""The span fields `LABELS` are read from (`model` is request_model or response_model), read
-in one C call; only used while `LABELS` is the tuple it was written for."""
-_LABELS_FOR_FIELDS = (
-    "service", "model", "operation", "provider", "prompt_template_version", "endpoint",
-    "environment", "app_version", "model_version", "user_segment", "kind")
+_SPAN_FIELDS_OF = {
+    "service": ("context.service",), "model": ("request_model", "response_model"),
+    "operation": ("operation",), "provider": ("provider",),
+    "prompt_template_version": ("context.prompt_template_version",),
+    "endpoint": ("context.endpoint",), "environment": ("context.environment",),
+    "app_version": ("context.app_version",), "model_version": ("context.model_version",),
+    "user_segment": ("context.user_segment",), "kind": ("kind",)}
+"""The span fields each label is read from (`model` is request_model or response_model), for
+reading a span's labels in one C call; only used while it covers `LABELS` exactly."""
 
 
 Keys = tuple[SeriesKey | None, ...]
@@ -237,12 +237,16 @@ class LabelKeys:
     bounded (cleared when full) and belongs to one set of key functions; its slot ids stay
     fixed within a batch (`start_batch` bounds them between batches).
 
+    `labels`: the labels the key functions read, when not all of them: the memo is keyed by
+    those alone, so records that differ only in labels no series uses share an entry.
     `needs`: per key function, what its series' rules read (default: everything).
     """
 
-    __slots__ = ("_evals", "_functions", "_max", "_span_fields", "_spans", "ids", "needs")
+    __slots__ = ("_eval_labels", "_evals", "_functions", "_max", "_span_fields", "_spans", "ids",
+                 "needs")
 
     def __init__(self, key_functions: Sequence[KeyFunction], max_entries: int = 100_000, *,
+                 labels: Iterable[str] | None = None,
                  needs: Sequence[SeriesNeeds] | None = None) -> None:
         self._functions = tuple(key_functions)
         self.needs = tuple(needs) if needs is not None else None
@@ -250,11 +254,18 @@ class LabelKeys:
         if self.needs is not None and len(self.needs) != len(self._functions):
             raise ValueError(f"needs has {len(self.needs)} entries for "
                              f"{len(self._functions)} key functions")
-        self._spans: dict[tuple[object, ...], Entry] = {}
-        self._evals: dict[tuple[str, ...], Entry] = {}
+        self._spans: dict[object, Entry] = {}
+        self._evals: dict[object, Entry] = {}
         self._max = max_entries
-        self._span_fields = (attrgetter(*_SPAN_LABEL_FIELDS) if LABELS == _LABELS_FOR_FIELDS
-                             else None)
+        read = LABELS if labels is None else tuple(labels)
+        unknown = sorted(set(read) - set(LABELS))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not labels; expected some of {LABELS}")
+        self._eval_labels = tuple([name for name in LABELS if name in read])
+        fields = [field for name in self._eval_labels for field in _SPAN_FIELDS_OF[name]]
+        self._span_fields: Callable[[LLMSpan], object] | None = (
+            None if set(_SPAN_FIELDS_OF) != set(LABELS)
+            else attrgetter(*fields) if fields else _no_labels)
         self.ids = SlotIds()
 
     def __call__(self, record: LLMSpan | EvalResult) -> Keys:
@@ -270,11 +281,12 @@ class LabelKeys:
 
     def entry(self, record: LLMSpan | EvalResult) -> Entry:
         memo: dict[Any, Entry]
+        labels: object
         if isinstance(record, LLMSpan) and self._span_fields is not None:
             memo, labels = self._spans, self._span_fields(record)
         else:
             memo = self._evals if isinstance(record, EvalResult) else self._spans
-            labels = tuple([label_value(record, name) for name in LABELS])
+            labels = tuple([label_value(record, name) for name in self._eval_labels])
         entry = memo.get(labels)
         if entry is None:
             if len(memo) >= self._max:
@@ -282,6 +294,10 @@ class LabelKeys:
             entry = memo[labels] = self.ids.entry(
                 tuple([key_of(record) for key_of in self._functions]))
         return entry
+
+
+def _no_labels(record: LLMSpan) -> tuple[()]:
+    return ()
 
 
 SHARED_FOLD_MIN = 16

@@ -44,6 +44,11 @@ class Family:
         key = tuple((name, label_value(record, name)) for name in self.group_by)
         return (*key, (FILTER_LABEL, self.tag)) if self.tag else key
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels `key_of` reads: the series' labels and those the filters match."""
+        return tuple(dict.fromkeys([*self.group_by, *(matcher.name for matcher in self.filters)]))
+
     def outer_key(self, key: SeriesKey) -> SeriesKey:
         """The series without its `across` label: what sub-series are compared within."""
         return tuple(pair for pair in key if pair[0] != self.across)

@@ -52,8 +52,9 @@ from metrics.series import LABELS, SeriesKey, series_key
 from metrics.shard import ShardWindows
 from metrics.windows import ClosedMinute
 from rules.evaluate import RuleEvaluator
-from rules.families import families, series_needs
+from rules.families import Family, families, series_needs
 from rules.lifecycle import AlertLifecycle
+from rules.silences import Matcher
 from tests.fakes.needs import as_needed
 from tests.flows.cluster_flow import exact_rules
 
@@ -446,6 +447,52 @@ def test_label_keys_read_every_label_field(name: str) -> None:
     keys_of = LabelKeys(_FUNCTIONS)
     assert keys_of(bare) == tuple(f(bare) for f in _FUNCTIONS)
     assert keys_of(changed) == tuple(f(changed) for f in _FUNCTIONS) != keys_of(bare)
+
+
+_FILTERED = Family(("service",), None, (Matcher.of("environment", "=", "prod"),), "f1")
+"""A family reading a label beyond its series' (its filter's)."""
+_SOME_LABELS = [family.key_of for family in families(exact_rules())] + [
+    _FILTERED.key_of, functools.partial(series_key, group_by=("endpoint",)),
+    functools.partial(series_key, group_by=())]
+_READ = ("service", "model", "environment", "endpoint")
+
+
+@settings(max_examples=300)
+@given(st.lists(_records(), min_size=1, max_size=12), st.integers(1, 4))
+def test_label_keys_of_the_labels_read_give_the_family_keys(
+        records: list[LLMSpan | EvalResult], max_entries: int) -> None:
+    assert set(_FILTERED.labels) | {"model", "endpoint"} == set(_READ)
+    keys_of = LabelKeys(_SOME_LABELS, max_entries=max_entries, labels=_READ)
+    for record in records:
+        assert keys_of(record) == tuple(f(record) for f in _SOME_LABELS)
+
+
+def test_label_keys_of_the_labels_read_share_entries_across_unread_labels() -> None:
+    """Records that differ only in labels no key function reads are keyed once; a read label
+    still tells them apart."""
+    span = LLMSpan(trace_id="t", span_id="s", parent_span_id=None, kind="llm", name="n",
+                   start_unix_ns=T0, end_unix_ns=T0 + S,
+                   context=TraceContext(service="a", environment="prod", user_segment="free"))
+    other_segment = replace(span, context=replace(span.context, user_segment="pro"),
+                            operation="chat")
+    staging = replace(span, context=replace(span.context, environment="staging"))
+    calls: Counter[str] = Counter()
+
+    def counted(labels: tuple[str, ...] | None) -> LabelKeys:
+        def count(record: LLMSpan | EvalResult) -> SeriesKey | None:
+            calls[str(labels)] += 1
+            return _SOME_LABELS[0](record)
+        return LabelKeys([count, *_SOME_LABELS[1:]], labels=labels)
+
+    narrow, every_label = counted(_READ), counted(None)
+    for record in (span, other_segment, staging):
+        assert narrow(record) == every_label(record) == tuple(f(record) for f in _SOME_LABELS)
+    assert calls == {str(_READ): 2, "None": 3}
+
+
+def test_label_keys_refuse_unknown_labels() -> None:
+    with pytest.raises(ValueError, match="'colour'"):
+        LabelKeys(_SOME_LABELS, labels=("service", "colour"))
 
 
 def test_preaggregation_with_label_keys_equals_the_generic_path() -> None:
