@@ -24,19 +24,14 @@ from rules.config import RulesConfig
 from rules.families import families, family_of, series_needs
 from rules.load import load_rules, parse_rules
 from tests.fakes.needs import without_sketches
+from tests.fakes.rules_toml import CONSOLE_TIERS
 from tests.flows.test_batched_steps import _traces
 from tests.metrics.strategies import spans
 from tests.metrics.test_fold_plans import crowded_spans
 
 SHIPPED = Path(__file__).resolve().parents[2] / "alerts.toml"
 
-_RULES = """
-[receivers.console]
-kind = "console"
-
-[tiers.1]
-receivers = ["console"]
-
+_RULES = CONSOLE_TIERS + """
 [[rules]]
 name = "session-cost"
 tier = 1
