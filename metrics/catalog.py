@@ -214,6 +214,22 @@ def _entry(metric: str) -> tuple[MetricInfo, Compute]:
     return entry
 
 
+def metric_function(metric: str, window: timedelta) -> tuple[Compute, float]:
+    """What `compute(metric, bucket, window)` does as `(function, minutes)`: `function(bucket,
+    minutes)` is that value for any bucket, without looking the metric up and converting the
+    window on every call (rule evaluation computes a rule's metric on every series, each
+    minute).
+
+    Raises:
+        UnknownMetricError: `metric` is not in `METRICS`.
+        ValueError: `window` is not positive.
+    """
+    entry = _entry(metric)
+    if window <= timedelta(0):
+        raise ValueError(f"window must be positive, got {window}")
+    return entry[1], window / timedelta(minutes=1)
+
+
 def compute(metric: str, bucket: Bucket, window: timedelta) -> MetricValue | None:
     """`metric` over `bucket`, which covers `window` (used by rates per minute).
 

@@ -11,10 +11,11 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from ingest.span import EvalResult, LLMSpan
 from metrics.bounded import CappedCounts, WorstSpans
-from metrics.bucket import EXEMPLAR_LIMIT, SKETCHES, Bucket, minute_of
+from metrics.bucket import EXEMPLAR_LIMIT, MINUTE_NS, SKETCHES, Bucket, minute_of
 from metrics.bucket_state import COUNTERS, BucketState, Fields, unpack_fields
 from metrics.bucket_state import STATE_VERSION as BUCKET_STATE_VERSION
 from metrics.partial import Partial
@@ -50,7 +51,7 @@ class ShardState:
 class ShardWindows:
     """`SeriesWindows` of every series on one shard, closed together by one watermark."""
 
-    __slots__ = ("_closed_until", "_config", "_series", "late", "retired")
+    __slots__ = ("_closed_until", "_config", "_fresh", "_series", "late", "retired")
 
     def __init__(self, config: WindowConfig | None = None) -> None:
         self._config = config or WindowConfig()
@@ -59,6 +60,20 @@ class ShardWindows:
         self.late = LateCounter()
         self.retired = 0
         """Series dropped after `retire_after` of silence, ever."""
+        self._fresh: dict[SeriesKey, ClosedMinute] = {}
+        """The newest minute with data the last `close_until` closed, per series: views of
+        it alone (rule evaluation reads them right after) are its bucket (`views_parts`).
+        Held until the next `close_until`; not pickled."""
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # What default pickling of the slots gave before `_fresh` existed, in the same order,
+        # so pickled shards stay as they were.
+        return None, {name: getattr(self, name) for name in _PICKLED}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self._fresh = {}
 
     @property
     def closed_until_unix_ns(self) -> int | None:
@@ -114,6 +129,7 @@ class ShardWindows:
         if self._closed_until is None or target > self._closed_until:
             self._closed_until = target
         closed.sort(key=lambda c: c.minute_start_unix_ns)  # stable: series order kept
+        self._fresh = {minute.key: minute for minute in closed if minute.packed is not None}
         return closed
 
     def view(self, key: SeriesKey, over: timedelta, end_unix_ns: int) -> Bucket | None:
@@ -131,10 +147,19 @@ class ShardWindows:
         """`view_parts` of each (over, end, parts) of one series, each blob unpacked once and
         the merging shared by views that extend one another (a 5 m, a 15 m and a 1 h view to
         the same end: the 1 h view's first 15 minutes are the 15 m view). Views that merge the
-        same blobs share one bucket holding every part any of them asked for."""
+        same blobs share one bucket holding every part any of them asked for.
+
+        Views that all merge just the minute the last `close_until` closed (a series' first
+        minute with data, or the only one in its windows) are that minute's bucket, whole (a
+        view of one blob holds what the blob holds): nothing unpacked or merged."""
         windows = self._series.get(key)
         if windows is None:
             return [None] * len(wanted)
+        fresh = self._fresh.get(key)
+        if fresh is not None and fresh.packed is not None and _fresh_alone(
+                windows, fresh.minute_start_unix_ns, fresh.packed, wanted):
+            _check_parts([parts for _, _, parts in wanted])
+            return [fresh.bucket] * len(wanted)
         plans = [windows.runs(over, end)[2] for over, end, _ in wanted]
         out: list[Bucket | None] = [None] * len(wanted)
         sizes = [_size(plan) for plan in plans]
@@ -227,10 +252,7 @@ def partial_views(fields: Sequence[Fields],
     """`partial_view(fields[:n], parts)` for each `(n, parts)`, merging the shared prefixes
     once. Cuts of the same `n` share one bucket, with the union of their parts (a 5 m and a
     1 h view of a series whose blobs all lie in the last 5 minutes merge the same blobs)."""
-    for _, parts in cuts:
-        if not parts <= PARTS:
-            raise ValueError(f"unknown view parts {sorted(parts - PARTS)}; expected some of "
-                             f"{sorted(PARTS)}")
+    _check_parts([parts for _, parts in cuts])
     for unpacked in fields:
         if unpacked[0] != BUCKET_STATE_VERSION:
             raise ValueError(f"BucketState version {unpacked[0]} is not supported; "
@@ -248,6 +270,36 @@ def partial_views(fields: Sequence[Fields],
             done = upto
         made[upto] = totals.bucket(fields[:upto], wanted[upto], last=upto == last)
     return [made[upto] for upto, _ in cuts]
+
+
+def _fresh_alone(windows: SeriesWindows, minute: int, blob: bytes,
+                 wanted: Sequence[View]) -> bool:
+    """Whether every view `wanted` merges the blob of `minute` (`blob`, closed last) and no
+    other: views that all end with that minute, the longest holding no other blob (a shorter
+    view to the same end reads some of the intervals of the longer one, or minutes where the
+    longer one reads their rollup, which holds what they hold)."""
+    end = minute + MINUTE_NS
+    if not wanted or windows.closed_until_unix_ns != end:
+        return False
+    longest = wanted[0][0]
+    for over, at, _ in wanted:
+        if at - at % MINUTE_NS < end:  # (later ends are clipped to the closed edge, `end`)
+            return False
+        longest = max(longest, over)
+    packed, _, held = _read_runs(windows.runs(longest, end)[2])
+    # (the blob is compared too: a minute of another shard's series is never taken)
+    return held == [(MINUTE_NS, minute)] and packed[0] == blob
+
+
+def _check_parts(wanted: Sequence[frozenset[str]]) -> None:
+    for parts in wanted:
+        if not parts <= PARTS:
+            raise ValueError(f"unknown view parts {sorted(parts - PARTS)}; expected some of "
+                             f"{sorted(PARTS)}")
+
+
+_PICKLED = ("_closed_until", "_config", "_series", "late", "retired")
+"""The slots of `ShardWindows` its pickles hold, in the order they always had."""
 
 
 def _read_runs(runs: Sequence[Run]) -> tuple[list[bytes], list[int], list[tuple[int, int]]]:

@@ -90,6 +90,10 @@ class ClosedMinute:
     key: SeriesKey
     minute_start_unix_ns: int
     bucket: Bucket
+    packed: bytes | None = field(default=None, compare=False, repr=False)
+    """The blob the minute ring got for `bucket` (None: an empty minute, or not made by
+    `close_until`): views of the minute just closed alone are `bucket` when the ring holds
+    this blob there (`ShardWindows.views_parts`)."""
 
     @property
     def end_unix_ns(self) -> int:
@@ -290,8 +294,7 @@ class SeriesWindows:
                 continue
             if bucket is None:
                 bucket = Bucket()
-            closed.append(ClosedMinute(self.key, minute, bucket))
-            self._store(minute, bucket)
+            closed.append(ClosedMinute(self.key, minute, bucket, self._store(minute, bucket)))
             minute = end
         if self._closed_until is None or target > self._closed_until:
             self._closed_until = target
@@ -328,16 +331,19 @@ class SeriesWindows:
             candidates.append(max(minute + MINUTE_NS, minute_of(deadline - 1)))
         return min(candidates)
 
-    def _store(self, minute: int, bucket: Bucket) -> None:
-        """Put a closed minute into the minute ring and roll up what is due."""
+    def _store(self, minute: int, bucket: Bucket) -> bytes | None:
+        """Put a closed minute into the minute ring and roll up what is due; returns the blob
+        stored (`ClosedMinute.packed`), None for an empty minute."""
         end = minute + MINUTE_NS
         # First roll up every hour that has minutes this put pushes out of the ring.
         self._roll_hours(before=end - self._minutes.size * MINUTE_NS)
-        self._minutes.put(minute, None if bucket.is_empty else bucket.pack())
+        packed = None if bucket.is_empty else bucket.pack()
+        self._minutes.put(minute, packed)
         self._closed_until = end
         if self._hours_rolled is None:
             self._hours_rolled = minute - minute % HOUR_NS
         self._roll_hours(due_by=end)
+        return packed
 
     def _roll_hours(self, *, before: int | None = None, due_by: int | None = None) -> None:
         """Roll up complete hours: those starting before `before` (forced, the ring is about to

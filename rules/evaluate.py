@@ -20,10 +20,10 @@ from typing import Any
 
 from detectors import Detector, Score
 from metrics.bucket import MINUTE_NS, Bucket
-from metrics.catalog import MetricValue, compute, reads
+from metrics.catalog import Compute, MetricValue, metric_function, reads
 from metrics.cost_mix import COST_METRICS, baseline_span, compare_windows
 from metrics.series import SeriesKey
-from metrics.shard import ShardWindows, ViewKey
+from metrics.shard import ShardWindows, View, ViewKey
 from metrics.windows import ClosedMinute, SeriesWindows
 from rules.config import Rule, RulesConfig
 from rules.families import Family, family_of, series_labels
@@ -48,12 +48,26 @@ class _Compiled:
     """What the metric reads of a view besides counters (`catalog.reads`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A compiled rule with what evaluating it on every series, each minute, looks up once.
+    Rebuilt from `_compiled` (not pickled: evaluator snapshots hold what they always did)."""
+
+    compiled: _Compiled
+    metric: Compute
+    """The rule's metric (`catalog.metric_function`), called with `minutes`."""
+    minutes: float
+    window_s: float
+    threshold: float | None
+
+
 class RuleEvaluator:
     """Evaluates every rule on the series of one shard; keeps per-series detector state."""
 
     def __init__(self, config: RulesConfig) -> None:
         self._compiled = _compile(config)
         self._by_slot = _by_slot(self._compiled)
+        self._ready = _ready(self._compiled)
         self._detectors: dict[tuple[str, SeriesKey], Detector[Any]] = {}
         self._last_versions: dict[tuple[str, SeriesKey], tuple[tuple[str, tuple[str, ...]], ...]]
         self._last_versions = {}
@@ -65,13 +79,15 @@ class RuleEvaluator:
         """The shard `_memos` hold views of."""
 
     def __getstate__(self) -> dict[str, Any]:
-        # The memos are a cache: snapshots hold exactly what they held before it existed.
+        # The memos (a cache) and `_ready` (made from `_compiled`): snapshots hold exactly
+        # what they held before those existed.
         state = dict(self.__dict__)
-        del state["_memos"], state["_memo_shard"]
+        del state["_memos"], state["_memo_shard"], state["_ready"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._ready = _ready(self._compiled)
         self._memos = {}
         self._memo_shard = None
 
@@ -107,16 +123,18 @@ class RuleEvaluator:
             for slot, family_keys in by_family.items():
                 wants = self._wants(slot, end)
                 if wants:
+                    wanted = [(over, at, parts) for (over, at), parts in wants.items()]
                     for key in family_keys:
-                        views.fill(key, wants, quiet=key in quiet)
-            for compiled in self._compiled:
+                        views.fill(key, wanted, quiet=key in quiet)
+            for ready in self._ready:
+                compiled = ready.compiled
                 if compiled.is_detector and end % compiled.over_ns:
                     continue  # detectors see one point per `over`
                 mine = by_family.get((compiled.family.group_by, compiled.family.tag), [])
                 if compiled.family.across is not None:
-                    out.extend(self._across(compiled, mine, now))
+                    out.extend(self._across(ready, mine, now))
                 else:
-                    out.extend(self._one(compiled, key, now) for key in mine)
+                    out.extend([self._one(ready, key, now) for key in mine])
         return out
 
     def _wants(self, slot: _Slot, end: int) -> _Wants:
@@ -132,23 +150,22 @@ class RuleEvaluator:
                 wants.setdefault((CHANGE_LOOKBACK, _before(rule, end)), frozenset())
         return wants
 
-    def _view(self, compiled: _Compiled, key: SeriesKey, views: _Views,
-              end: int) -> tuple[Bucket | None, MetricValue | None]:
-        bucket = views.get(key, compiled.rule.over, end, compiled.reads)
-        if bucket is None:
-            return None, None
-        return bucket, compute(compiled.rule.metric, bucket, compiled.rule.over)
-
-    def _one(self, compiled: _Compiled, key: SeriesKey, now: _Minute) -> Evaluation:
+    def _one(self, ready: _Ready, key: SeriesKey, now: _Minute) -> Evaluation:
+        compiled = ready.compiled
         rule = compiled.rule
         views, end = now.views, now.end
-        bucket, metric = self._view(compiled, key, views, end)
-        versions = _version_sets(bucket) if bucket is not None else ()
+        bucket = views.get(key, rule.over, end, compiled.reads)
+        metric: MetricValue | None = None
+        versions: _Versions = ()
+        traces: tuple[str, ...] = ()
+        if bucket is not None:
+            metric = ready.metric(bucket, ready.minutes)
+            versions, traces = views.about(bucket)
         # Which versions changed needs a second (hour-long) view: only breaches report it and
         # only rebaseline_on rules act on it, so the other evaluations skip it (most of them).
         changed = (self._changed(rule, key, views, end, versions)
                    if rule.rebaseline_on else None)
-        base = _Base(rule, now.labels.of(rule, key), end, versions, changed or (), bucket)
+        base = _Base(ready, now.labels.of(rule, key), end, versions, changed or (), traces)
         if metric is None:
             missing = rule.on_missing_data == "alert" and bucket is not None and bucket.is_empty
             return base.make(is_breach=missing, value=None,
@@ -164,7 +181,7 @@ class RuleEvaluator:
                 rebaseline()
         score = detector.score(value, now.at, n=max(1, metric.n))
         detector.learn(value, now.at, n=max(1, metric.n))
-        evaluation = base.scored(score, value, metric.n, threshold=_threshold(rule))
+        evaluation = base.scored(score, value, metric.n, threshold=ready.threshold)
         if evaluation.is_breach and changed is None:
             evaluation = replace(evaluation,
                                  changed=self._changed(rule, key, views, end, versions))
@@ -176,15 +193,18 @@ class RuleEvaluator:
                 series, rule.over, baseline_span(rule.detector, rule.over), end))
         return evaluation
 
-    def _across(self, compiled: _Compiled, keys: list[SeriesKey],
-                now: _Minute) -> list[Evaluation]:
+    def _across(self, ready: _Ready, keys: list[SeriesKey], now: _Minute) -> list[Evaluation]:
         """Rules comparing sub-series (`across`): feed every group, then judge each."""
+        compiled = ready.compiled
         rule, family = compiled.rule, compiled.family
         views, end, at = now.views, now.end, now.at
-        outers: dict[SeriesKey, list[tuple[SeriesKey, str, MetricValue, Bucket | None]]]
+        outers: dict[SeriesKey, list[tuple[SeriesKey, str, MetricValue, Bucket]]]
         outers = defaultdict(list)
         for key in keys:
-            bucket, metric = self._view(compiled, key, views, end)
+            bucket = views.get(key, rule.over, end, compiled.reads)
+            if bucket is None:
+                continue
+            metric = ready.metric(bucket, ready.minutes)
             group = dict(key).get(family.across or "", "")
             if metric is not None:
                 outers[family.outer_key(key)].append((key, group, metric, bucket))
@@ -194,7 +214,8 @@ class RuleEvaluator:
             observe = getattr(detector, "observe", None)
             compare = getattr(detector, "compare", None)
             for key, group, metric, bucket in members:
-                base = _Base(rule, now.labels.of(rule, key), end, (), (), bucket)
+                base = _Base(ready, now.labels.of(rule, key), end, (), (),
+                             views.about(bucket)[1])
                 value = rule.value_of(metric.value)
                 score: Score | None
                 if compare is not None and observe is not None:  # two_sample
@@ -237,6 +258,7 @@ class RuleEvaluator:
             del self._detectors[slot]
         self._compiled = _compile(config)
         self._by_slot = _by_slot(self._compiled)
+        self._ready = _ready(self._compiled)
         self._memos, self._memo_shard = {}, None
         return changed
 
@@ -248,11 +270,13 @@ class _Views:
     Views are partial (`ShardWindows.view_parts`): counters, exemplars and versions (what an
     evaluation carries), plus the parts their rules' metrics read."""
 
-    __slots__ = ("_cache", "_memos", "_next", "_shard")
+    __slots__ = ("_about", "_cache", "_memos", "_next", "_shard")
 
     def __init__(self, shard: ShardWindows, memos: dict[SeriesKey, dict[ViewKey, Bucket]],
                  next_memos: dict[SeriesKey, dict[ViewKey, Bucket]]) -> None:
         self._shard = shard
+        self._about: dict[int, tuple[Bucket, _Versions, tuple[str, ...]]] = {}
+        """`about` of each view bucket by id (the bucket kept, so ids stay unique)."""
         self._cache: dict[tuple[SeriesKey, timedelta, int],
                           tuple[frozenset[str], Bucket | None]] = {}
         self._memos = memos
@@ -263,15 +287,14 @@ class _Views:
     def series(self, key: SeriesKey) -> SeriesWindows | None:
         return self._shard.get(key)
 
-    def fill(self, key: SeriesKey, wants: _Wants, *, quiet: bool = False) -> None:
-        """Merge the views `wants` of one series together (`ShardWindows.views_parts`).
+    def fill(self, key: SeriesKey, wanted: list[View], *, quiet: bool = False) -> None:
+        """Merge the views `wanted` of one series together (`ShardWindows.views_parts`).
 
         `quiet`: the minute just closed holds nothing (every view has data in it otherwise,
         so none can be the last minute's). Then views whose `ViewKey` is one of the last
         minute's are taken from it (a quiet series' windows change only when a minute with
         data leaves them), and this minute's are kept for the next.
         """
-        wanted = [(over, end, parts) for (over, end), parts in wants.items()]
         view_keys = self._shard.view_keys(key, wanted) if quiet else None
         if view_keys is None:
             buckets = self._shard.views_parts(key, wanted)
@@ -287,6 +310,15 @@ class _Views:
                                in zip(view_keys, buckets, strict=True) if bucket is not None}
         for (over, end, parts), bucket in zip(wanted, buckets, strict=True):
             self._cache[key, over, end] = (parts, bucket)
+
+    def about(self, bucket: Bucket) -> tuple[_Versions, tuple[str, ...]]:
+        """The version sets and exemplar trace ids of a view, which every evaluation reading
+        it carries: worked out once per bucket (views of one series often share one)."""
+        known = self._about.get(id(bucket))
+        if known is None:
+            known = self._about[id(bucket)] = (bucket, _version_sets(bucket),
+                                               bucket.exemplars.trace_ids)
+        return known[1], known[2]
 
     def get(self, key: SeriesKey, over: timedelta, end: int,
             parts: frozenset[str] = frozenset()) -> Bucket | None:
@@ -337,6 +369,12 @@ def _compile(config: RulesConfig) -> tuple[_Compiled, ...]:
                            rule.when is None, reads(rule.metric)) for rule in config.rules)
 
 
+def _ready(compiled: tuple[_Compiled, ...]) -> tuple[_Ready, ...]:
+    return tuple(_Ready(one, *metric_function(one.rule.metric, one.rule.over),
+                        one.rule.over.total_seconds(), _threshold(one.rule))
+                 for one in compiled)
+
+
 def _by_slot(compiled: tuple[_Compiled, ...]) -> dict[_Slot, tuple[_Compiled, ...]]:
     out: dict[_Slot, list[_Compiled]] = defaultdict(list)
     for one in compiled:
@@ -371,30 +409,31 @@ def _datetime(unix_ns: int) -> datetime:
     return datetime.fromtimestamp(unix_ns / 1e9, tz=UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per evaluation, and frozen costs more
 class _Base:
     """What every evaluation of one rule, series and window shares."""
 
-    rule: Rule
+    ready: _Ready
     labels: Labels
     """The alert labels (`Rule.alert_labels`)."""
     end: int
-    versions: tuple[tuple[str, tuple[str, ...]], ...]
+    versions: _Versions
     changed: tuple[str, ...]
-    bucket: Bucket | None
+    traces: tuple[str, ...]
+    """The view's exemplar trace ids (none without a view)."""
 
     def make(self, *, is_breach: bool, value: float | None, samples: int = 0,
              is_gated: bool = False, threshold: float | None = None,
              score: Score | None = None, detail: str = "") -> Evaluation:
+        rule = self.ready.compiled.rule
         return Evaluation(
-            rule=self.rule.name, tier=self.rule.tier, labels=self.labels,
-            at_unix_ns=self.end, window_s=self.rule.over.total_seconds(), is_breach=is_breach,
+            rule=rule.name, tier=rule.tier, labels=self.labels,
+            at_unix_ns=self.end, window_s=self.ready.window_s, is_breach=is_breach,
             value=value, threshold=threshold,
             baseline=score.baseline if score is not None else None,
             spread=score.spread if score is not None else None,
             anomaly=score.anomaly if score is not None else None,
-            samples=samples, is_gated=is_gated,
-            exemplar_trace_ids=self.bucket.exemplars.trace_ids if self.bucket else (),
+            samples=samples, is_gated=is_gated, exemplar_trace_ids=self.traces,
             versions=self.versions, changed=self.changed, detail=detail)
 
     def scored(self, score: Score | None, value: float, samples: int, *,
