@@ -56,6 +56,10 @@ class DeadLetter:
         ]
 
 
+FastDecoded = tuple[list[LLMSpan], list[EvalResult], int]
+"""A message's spans, evaluations and raw span count, from the fast path."""
+
+
 class Decoder:
     """Decodes messages of the spans topic (and optionally the logs topic)."""
 
@@ -77,23 +81,29 @@ class Decoder:
 
     def decode(self, message: SourceMessage) -> Decoded | DeadLetter:
         """Decode one message; never raises for bad input."""
-        value = message.value
-        if self._fast is not None and value and message.topic not in self._logs_topics and (
-                self._encoding == "otlp_proto" or value[:1] == b"\n"):
-            # Trace requests in protobuf take the fast path; whatever it declines (or a bug
-            # in it) is decoded the generic way, which names the problem.
-            try:
-                fast = self._fast.decode(value)
-            except Exception as exc:  # noqa: BLE001
-                if not self._fast_failed:  # once: a bug to report, not a flood (no values)
-                    self._fast_failed = True
-                    _log.warning("decode fast path failed (%s); using the generic path",
-                                 type(exc).__name__)
-                fast = None
-            if fast is not None:
-                spans, evals, count = fast
-                return Decoded(spans=tuple(spans), evals=tuple(evals), raw_span_count=count)
+        fast = self.decode_fast(message.topic, message.value)
+        if fast is not None:
+            spans, evals, count = fast
+            return Decoded(spans=tuple(spans), evals=tuple(evals), raw_span_count=count)
         return self.decode_generic(message)
+
+    def decode_fast(self, topic: str, value: bytes | None) -> FastDecoded | None:
+        """What `decode` gives for a message the fast path takes, as (spans, evaluations, raw
+        span count), without building a `SourceMessage` or `Decoded` (the flow's decode step
+        calls this per message); None when the message is to go through `decode_generic`."""
+        if self._fast is None or not value or topic in self._logs_topics or (
+                self._encoding != "otlp_proto" and value[:1] != b"\n"):
+            return None
+        # Trace requests in protobuf take the fast path; whatever it declines (or a bug in it)
+        # is decoded the generic way, which names the problem.
+        try:
+            return self._fast.decode(value)
+        except Exception as exc:  # noqa: BLE001
+            if not self._fast_failed:  # once: a bug to report, not a flood (no values)
+                self._fast_failed = True
+                _log.warning("decode fast path failed (%s); using the generic path",
+                             type(exc).__name__)
+            return None
 
     def decode_generic(self, message: SourceMessage) -> Decoded | DeadLetter:
         """`decode` without the fast path."""

@@ -84,12 +84,11 @@ from ingest.span import (
     LLMSpan,
     SpanKind,
     TraceContext,
-    build_context,
     twin_of,
 )
 
 _REFUSAL_REASONS = frozenset({"content_filter", "refusal"})
-_KIND_OPERATIONS: dict[str, str | None] = {
+_KIND_OPERATIONS: dict[Classification | None, str | None] = {
     "llm": "chat", "embedding": "embeddings", "retrieval": "retrieval", "request": None}
 """`operation_of(None, None, kind)` for the kinds that reach the record."""
 
@@ -99,15 +98,16 @@ _KIND_OPERATIONS: dict[str, str | None] = {
  F_OPERATION, F_REQUEST_TYPE) = range(9, 26)
 N_FIELDS = 26
 # Raw slots: the attribute value itself (empty or None included), as `attrs.get` would give.
-(R_OI_KIND, R_OPERATION, R_REQUEST_TYPE, R_MARKER_REQUEST_MODEL, R_MARKER_SYSTEM,
- R_MARKER_PROVIDER, R_DB_SYSTEM_NAME, R_DB_SYSTEM, R_INVOCATION_LLM, R_INVOCATION_EMBEDDING,
- R_ERROR_TYPE, R_HTTP_STATUS, R_HTTP_STATUS_OLD) = range(N_FIELDS, N_FIELDS + 13)
-N_RAW = 13
+(R_OI_KIND, R_OPERATION, R_REQUEST_TYPE, R_DB_SYSTEM_NAME, R_DB_SYSTEM, R_INVOCATION_LLM,
+ R_INVOCATION_EMBEDDING, R_ERROR_TYPE, R_HTTP_STATUS, R_HTTP_STATUS_OLD) = range(
+    N_FIELDS, N_FIELDS + 10)
+N_RAW = 10
 _RAW_KEYS = ("openinference.span.kind", "gen_ai.operation.name", "llm.request.type",
-             *GENAI_MARKER_KEYS, "db.system.name", "db.system", *INVOCATION_KEYS,
+             "db.system.name", "db.system", *INVOCATION_KEYS,
              "error.type", "http.response.status_code", "http.status_code")
-_MARKER_KEYS = _RAW_KEYS[:8]
-"""The keys `classify` looks at before the span's name (dialect markers, database system)."""
+_MARKER_KEYS = (*_RAW_KEYS[:3], *GENAI_MARKER_KEYS, *_RAW_KEYS[3:5])
+"""The keys `classify` looks at before the span's name (dialect markers, database system);
+the GenAI markers count by presence alone (their bits in `seen`)."""
 _ERROR_KEYS = ("error.type", "http.response.status_code", "http.status_code")
 
 _COMMON_KEYS = {name: i for i, name in enumerate((
@@ -120,19 +120,25 @@ _COMMON_KEYS = {name: i for i, name in enumerate((
     "llm.token_count.completion", "llm.finish_reason", "llm.prompt_template.version"))}
 """Keys of the OTel GenAI and OpenInference spans seen most (their bits come first)."""
 
-KeyInfo = tuple[int, int, tuple[tuple[int, int], ...]]
-"""What a key does: (its bit for the repeated-key check, raw slot or _TRASH, the (field,
-priority)s it fills)."""
-KvEntry = tuple[int, int, AttrValue, int, int, Any, tuple[tuple[int, int, Any], ...]]
-"""What one encoded attribute does: (bit, raw slot, raw value, first field, its priority, the
-value converted for that field, further (field, priority, converted value)s). An empty value,
-or a key without a field, has the dummy field N_FIELDS that is never set."""
+KeyInfo = tuple[int, int, int, tuple[tuple[int, int], ...]]
+"""What a key does: (its bit in a span's `seen` when its value is non-empty, its bit when
+empty, raw slot or _TRASH, the (field, blockers)s it fills). A field's `blockers` are the
+non-empty bits of the keys before it in that field's order, so "the first non-empty key in
+order" wins whatever order the attributes come in."""
+KvEntry = tuple[int, int, int, Any, tuple[tuple[int, int, Any], ...]]
+"""What one encoded attribute does: (its key's bit, then the first slot it fills, that
+fill's blockers and value, then further (slot, blockers, value)s). The values are converted
+per field; a raw slot gets the raw value, blocked by nothing (0). A key with nothing to fill
+fills the trash slot, blocked by bit 0 (always set in `seen`)."""
 
 _IGNORE: tuple[()] = ()
-_FALLBACK: KeyInfo = (-1, -1, ())
+_FALLBACK: KeyInfo = (-1, -1, -1, ())
 """Keys the normaliser reads by prefix: the span takes the generic path."""
-Resource = tuple[Attributes, TraceContext, list[str | None]]
-"""A resource's attributes, its context and that context's field values."""
+Rates = tuple[float, float, float]
+"""A model's USD per 1M input, cached input and output tokens (`ModelPrice`)."""
+Resource = tuple[Attributes, TraceContext, list[Any]]
+"""A resource's attributes, its context, and a span's slots before its attributes: the
+context's field values (a span's own values stand over them), then the defaults."""
 
 
 class _KeyMap(dict[str, KeyInfo | tuple[()]]):
@@ -290,7 +296,7 @@ def _event_score(kvs: Any) -> EvalScore | None:
     """`evaluation_event_score(_proto_attrs(kvs))` reading only the keys it needs (none of them
     is content; a repeated key counts at its last place, as in the dict)."""
     name = value = label = None
-    for kv in kvs:
+    for kv in kvs[:]:  # a slice: see `decode`
         key = kv.key
         if key == _EVAL_NAME:
             name = _proto_value(kv.value)
@@ -298,10 +304,24 @@ def _event_score(kvs: Any) -> EvalScore | None:
             value = _proto_value(kv.value)
         elif key == _EVAL_LABEL:
             label = _proto_value(kv.value)
-    return evaluation_score(name, value, label)
+    if name.__class__ is not str or (value is not None and value.__class__ is not float) \
+            or (label is not None and label.__class__ is not str) or value == 0:
+        # Not the usual name, score and label (0.0 and -0.0 would share a cache entry)
+        return evaluation_score(name, value, label)
+    key = (name, value, label)
+    score = _SCORES.get(key, _NO_SCORE)
+    if score is _NO_SCORE:
+        score = evaluation_score(name, value, label)
+        if len(_SCORES) < 10_000:  # bounded: the names, scores and labels of the traffic
+            _SCORES[key] = score
+    return score  # type: ignore[no-any-return]
 
 
 _EVAL_NAME, _EVAL_VALUE, _EVAL_LABEL = EVALUATION_KEYS
+_SCORES: dict[tuple[str, float | None, str | None], EvalScore | None] = {}
+"""`evaluation_score` of a string name, float score and string label: the same few come on
+many events (the scores are immutable, so records share them as they share contexts)."""
+_NO_SCORE: Any = object()
 
 
 # --- the fast path ----------------------------------------------------------------------------
@@ -341,26 +361,52 @@ class ProtoFastPath:
                 if name not in seen:  # a name listed twice counts at its first place
                     seen.add(name)
                     targets.setdefault(name, []).append((field_index, priority))
-        for name in _RAW_KEYS:
+        for name in (*_RAW_KEYS, *GENAI_MARKER_KEYS):
             targets.setdefault(name, [])
         self._keymap = _KeyMap()
-        self._context_bits = self._marker_bits = 0
-        # Common keys first: small bits keep `seen` a one-digit int (cheaper & and |). Bit 0 is
-        # always set in `seen`, so the fallback's bit -1 always hits.
+        self._context_bits = self._marker_bits = self._genai_marker_bits = 0
+        # Bits of `seen` (see `_spans`): 0 always set, then one bit per key for a non-empty
+        # value, common keys first (a span of common keys keeps `seen` below `_SMALL`, a
+        # one-digit int: cheaper | and &), and far above them (rare) one bit per key for an
+        # empty value, `_resource_bit` and `_fallback_bit`.
         ordered = sorted(targets, key=lambda k: (k not in _COMMON_KEYS, _COMMON_KEYS.get(k, 0)))
-        for bit_index, name in enumerate(ordered, start=1):
+        self._empty_shift = max(len(ordered) + 1, _SMALL.bit_length())
+        self._key_bits = (1 << len(ordered) + 1) - 1
+        """Bit 0 and every key's non-empty bit: counts the keys a span has."""
+        self._resource_bit = 1 << 2 * self._empty_shift
+        """Some context field is `_FROM_RESOURCE`."""
+        self._fallback_bit = self._resource_bit << 1
+        """A key the generic path reads (`_FALLBACK`): the highest bit."""
+        self._fallback_entry: KvEntry = (self._fallback_bit, _TRASH, 1, None, ())
+        bits: dict[str, int] = {}
+        fillers: dict[int, list[tuple[int, int]]] = {}
+        """Field -> the (priority, non-empty bit) of the keys that fill it."""
+        for index, name in enumerate(ordered, start=1):
             if is_content_key(name):
                 continue  # dropped before the normaliser sees it, whatever the config says
-            bit = 1 << bit_index
-            raw_slot = N_FIELDS + _RAW_KEYS.index(name) if name in _RAW_KEYS else _TRASH
-            self._keymap[name] = (bit, raw_slot, tuple(targets[name]))
+            bit = bits[name] = 1 << index
+            for field_index, priority in targets[name]:
+                fillers.setdefault(field_index, []).append((priority, bit))
             if any(field_index < 9 for field_index, _ in targets[name]):
-                self._context_bits |= bit
+                self._context_bits |= bit | bit << self._empty_shift
             if name in _MARKER_KEYS:
-                self._marker_bits |= bit
+                self._marker_bits |= bit | bit << self._empty_shift
+            if name in GENAI_MARKER_KEYS:
+                self._genai_marker_bits |= bit | bit << self._empty_shift
+        for name, bit in bits.items():
+            raw_slot = N_FIELDS + _RAW_KEYS.index(name) if name in _RAW_KEYS else _TRASH
+            fills = tuple((field_index, sum(before for rank, before in fillers[field_index]
+                                            if rank < priority))
+                          for field_index, priority in targets[name])
+            self._keymap[name] = (bit, bit << self._empty_shift, raw_slot, fills)
+        # The masks for a `seen` below `_SMALL` (the common case): their one-digit part.
+        self._marker_small, self._context_small = (
+            self._marker_bits & _SMALL - 1, self._context_bits & _SMALL - 1)
         self._converters = self._field_converters(normaliser)
         self._kvs: dict[bytes, KvEntry | tuple[()]] = {}
         self._resources: dict[bytes, Resource] = {}
+        self._rates: dict[str, Rates | None] = {}
+        """Model name -> its `Rates` (None: not priced), as `_rates_of` found them."""
         self._last_ids: tuple[bytes, str, bytes, str | None] = (b"", "", b"", None)
         """The previous record's raw trace and parent ids and their hex: see `_span`."""
 
@@ -405,16 +451,15 @@ class ProtoFastPath:
         count = 0
         # Repeated fields are iterated as `[:]` slices: upb builds the list in C; a plain `for`
         # over the container takes about 1.4x as long per item (timeit, 8 span attributes).
-        span_of = self._span
         for entry in request.resource_spans[:]:
             resource = self._resource(entry.resource)
             if resource is None:
                 return None
             for scope in entry.scope_spans[:]:
-                for span in scope.spans[:]:
-                    count += 1
-                    if not span_of(span, resource, spans, evals):
-                        return None
+                items = scope.spans[:]
+                count += len(items)
+                if not self._spans(items, resource, spans, evals):
+                    return None
         if count == 0:
             return None
         return spans, evals, count
@@ -432,11 +477,25 @@ class ProtoFastPath:
             if attrs is None:
                 return None
             context = self._normaliser.context_of(_NO_ATTRIBUTES, attrs)
-            found = (attrs, context, [getattr(context, name) for name in _CONTEXT_FIELDS])
+            found = (attrs, context,
+                     [*(getattr(context, name) for name in _CONTEXT_FIELDS), *_SLOTS[9:]])
             if len(self._resources) >= 10_000:  # bounded: a cache
                 self._resources.clear()
             self._resources[key] = found
         return found
+
+    def _rates_of(self, model: str) -> Rates | None:
+        """`price_of(model)` as `Rates`, remembered (bounded: model names come from the
+        traffic)."""
+        found = self._rates.get(model, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
+        price = self._price_of(model)
+        rates = None if price is None else (
+            price.input_per_mtok, price.cached_input_per_mtok, price.output_per_mtok)
+        if len(self._rates) < 10_000:
+            self._rates[model] = rates
+        return rates
 
     def _key_value(self, encoded: bytes) -> tuple[str, AttrValue] | None:
         """Key and value of an encoded span attribute; None when protobuf rejects it."""
@@ -457,214 +516,251 @@ class ProtoFastPath:
             if len(_CONTENT_KEYS) < 10_000:
                 _CONTENT_KEYS[key] = False
         elif info is _FALLBACK:
-            entry = _FALLBACK_ENTRY
+            entry = self._fallback_entry
         else:
-            bit, raw_slot, field_targets = info
-            converted: list[tuple[int, int, Any]] = [(N_FIELDS, _NO_PRIORITY, None)]
-            if raw is not None and raw != "" and field_targets:
-                converted = [(field_index, priority, self._converters[field_index](raw))
-                             for field_index, priority in field_targets]
-            entry = (bit, raw_slot, raw, *converted[0], tuple(converted[1:]))
+            bit, empty_bit, raw_slot, fills = info
+            converted: list[tuple[int, int, Any]] = []
+            if raw is None or raw == "":
+                bit = empty_bit
+            else:
+                converted = [(field_index, blockers, self._converters[field_index](raw))
+                             for field_index, blockers in fills]
+            if any(value is None and field_index < 9 for field_index, _, value in converted):
+                # A context value that is no string (a list): the resource's value stands in
+                # for it, which differs per resource: a marker, replaced per span. Rare.
+                bit |= self._resource_bit
+                converted = [(field_index, blockers, _FROM_RESOURCE
+                              if value is None and field_index < 9 else value)
+                             for field_index, blockers, value in converted]
+            if raw_slot != _TRASH:
+                converted.append((raw_slot, 0, raw))  # the raw value, whatever the others
+            if not converted:
+                converted.append((_TRASH, 1, None))  # nothing to fill (never filled)
+            entry = (bit, *converted[0], tuple(converted[1:]))
         if len(encoded) <= self.KV_CACHE_MAX_BYTES:
             if len(self._kvs) >= self.KV_CACHE_SIZE:
                 self._kvs.clear()
             self._kvs[encoded] = entry
         return entry
 
-    def _span(self, span: Any,  # noqa: PLR0915 - flat: see docstring
-              resource: Resource,
-              spans: list[LLMSpan], evals: list[EvalResult]) -> bool:
-        """Normalise one span into `spans` / `evals`; False when the message needs the generic
-        path (bad ids, an attribute protobuf rejects).
+    def _spans(self, items: list[Any],  # noqa: PLR0915 - flat: see docstring
+               resource: Resource, spans: list[LLMSpan], evals: list[EvalResult]) -> bool:
+        """Normalise a scope's spans into `spans` / `evals`; False when the message needs the
+        generic path (bad ids, an attribute protobuf rejects).
 
-        Written flat on purpose: this runs once per span, and each call or lookup saved here
-        is throughput (see bench/decode_micro.py)."""
-        trace_raw = span.trace_id
-        span_raw = span.span_id
-        parent_raw = span.parent_span_id
-        if len(trace_raw) != 16 or len(span_raw) != 8 or (parent_raw and len(parent_raw) != 8):
-            return False
-        vals = _SLOTS.copy()  # fields (None) then raw values (_MISSING)
-        prios = _PRIOS.copy()
+        Written flat on purpose, one loop over the scope's spans: this runs once per span, and
+        each call or lookup saved here is throughput (see bench/decode_micro.py)."""
         kvs = self._kvs
-        seen = 1
-        for encoded in span.attributes[:]:  # a slice: see `decode`
-            try:
-                found = kvs[encoded]
-            except KeyError:  # new to the cache (a plain [] is cheaper than .get per hit)
-                learnt = self._learn(encoded)
-                if learnt is None:
-                    return False
-                found = learnt
-            if not found:
-                continue  # not read by the normaliser, or content: dropped unread
-            bit, raw_slot, raw, field_index, priority, value, more = found
-            if seen & bit:  # rare keys (bit -1), or a repeated key: the generic path
-                return self._generic(span, resource[0], spans, evals)
-            seen |= bit
-            vals[raw_slot] = raw  # keys without a raw slot write to the trash slot
-            if priority < prios[field_index]:
-                vals[field_index] = value
-                prios[field_index] = priority
-            if more:
-                for field_index, priority, value in more:
-                    if priority < prios[field_index]:
-                        vals[field_index] = value
-                        prios[field_index] = priority
-
-        # The slots by name, in slot order (test_fastpath_wire checks the layout).
-        (service, environment, app_version, template_version, model_version, session_id,
-         user_id, user_segment, endpoint, provider, request_model, response_model, input_tokens,
-         output_tokens, cached, reasoning, streaming, finish_reasons, ttft, cost, cache_hit,
-         feedback, regenerated, refusal, operation, request_type, oi_kind, raw_operation,
-         raw_request_type, marker_model, marker_system, marker_provider, db_system_name,
-         db_system, invocation_llm, invocation_embedding, error_type, _, _, _) = vals
-
-        # --- classify (normalise.classify, same order) ---
-        name = span.name
-        if oi_kind is _MISSING and raw_operation.__class__ is str \
-                and raw_operation in LLM_OPERATIONS:
-            kind: Classification | None = "llm"  # the common OTel GenAI case, short-cut
-        elif not seen & self._marker_bits:
-            # No dialect marker at all (roots, tool and framework spans): `classify_rest`
-            # without a database system or eval keys (those took the generic path).
-            if parent_raw:
-                return True  # no metric
-            kind = "request"
-        else:
-            if oi_kind.__class__ is str and oi_kind.upper() == "EVALUATOR":
-                return self._generic(span, resource[0], spans, evals)
-            kind = classify_marked(
-                None if oi_kind is _MISSING else oi_kind,
-                None if raw_operation is _MISSING else raw_operation,
-                None if raw_request_type is _MISSING else raw_request_type,
-                marker_model is not _MISSING or marker_system is not _MISSING
-                or marker_provider is not _MISSING)
-            if kind is None:
-                if db_system_name is not _MISSING:
-                    db_system = db_system_name
-                elif db_system is _MISSING:
-                    db_system = None
-                kind = classify_rest(db_system, not parent_raw, name, _NO_ATTRIBUTES)
-                if kind is None:
-                    return True  # tool / framework span: no metric
-            if kind == "evaluation":  # only from eval keys or an EVALUATOR: generic already
-                return self._generic(span, resource[0], spans, evals)
-
-        # --- context (Normaliser.context_of; a request's endpoint defaults to its name) ---
-        if seen & self._context_bits:
-            # The span's values over its resource's: a value is None where the resource's
-            # stands (unset, or not a string); user ids are hashed already.
-            values = resource[2]
-            context = _TraceContextTwin(
-                values[0] if service is None else service,
-                values[1] if environment is None else environment,
-                values[2] if app_version is None else app_version,
-                values[3] if template_version is None else template_version,
-                values[4] if model_version is None else model_version,
-                values[5] if session_id is None else session_id,
-                values[6] if user_id is None else user_id,
-                values[7] if user_segment is None else user_segment,
-                values[8] if endpoint is None else endpoint)
-            context.__class__ = TraceContext  # see span.fast_builder
-        else:
-            context = resource[1]
-        if kind == "request" and context.endpoint is None:
-            context = build_context(
-                context.service, context.environment, context.app_version,
-                context.prompt_template_version, context.model_version, context.session_id,
-                context.user_id, context.user_segment, name or None)
-
-        # --- events: first chunk, exceptions, evaluation results ---
-        first_chunk: int | None = None
-        exceptions: list[RawEvent] | None = None
-        scores: tuple[EvalScore, ...] = ()
-        events = span.events
-        for event in events[:] if events else _IGNORE:  # most spans have none: no slice
-            event_name = event.name
-            if event_name in FIRST_CHUNK_EVENTS:
-                at = event.time_unix_nano
-                if first_chunk is None or at < first_chunk:
-                    first_chunk = at
-            elif event_name == "exception":
-                if exceptions is None:
-                    exceptions = []
-                exceptions.append(_proto_event(event))
-            elif event_name == "gen_ai.evaluation.result":
-                score = _event_score(event.attributes)
-                if score is not None:
-                    scores = (*scores, score)
-
-        # --- error (errors.classify_error) ---
-        status = span.status
-        status_code = status.code
-        if status_code != STATUS_ERROR and exceptions is None and (
-                error_type is _MISSING or error_type is None or error_type == ""):
-            is_error = False
-            error_kind = error_type = http_status = None
-        else:
-            error = self._error(vals, status_code, status.message, exceptions)
-            is_error, error_kind = error.is_error, error.kind
-            error_type, http_status = error.error_type, error.http_status
-
-        # --- fields (Normaliser._llm_span; values already converted per field) ---
-        start = span.start_time_unix_nano
-        if invocation_llm is not _MISSING or invocation_embedding is not _MISSING:
-            invocation = invocation_parameters(
-                None if invocation_llm is _MISSING else invocation_llm,
-                None if invocation_embedding is _MISSING else invocation_embedding)
-            if not request_model:
-                request_model = invocation_model(invocation)
-            if invocation:
-                streaming = streaming_of(streaming, invocation)
-        if finish_reasons is None:
-            finish_reasons = ()
-        if kind == "llm" or kind == "embedding":  # noqa: PLR1714 - faster than a set here
-            model = request_model or response_model
-            if cost is None and (input_tokens is not None or output_tokens is not None) \
-                    and model:
-                # The common case, inline: priced from the table (Normaliser.cost_of).
-                price = self._price_of(model)
-                if price is None and response_model is not None:
-                    price = self._price_of(response_model)
-                if price is None:
-                    cost_usd, cost_source, unknown_reason = None, None, "unknown_model"
-                else:
-                    cost_usd = price.cost_usd(input_tokens or 0, output_tokens or 0, cached or 0)
-                    cost_source, unknown_reason = "pricing", None
-            else:
-                cost_usd, cost_source, unknown_reason = self._normaliser.cost_of(
-                    cost, model, response_model, input_tokens=input_tokens,
-                    output_tokens=output_tokens, cached=cached, is_error=is_error)
-            if ttft is None or not ttft > 0:
-                ttft = None if first_chunk is None or first_chunk < start \
-                    else (first_chunk - start) / 1e9
-        else:
-            cost_usd = cost_source = unknown_reason = ttft = None
-        if not operation:
-            operation = _KIND_OPERATIONS[cast("SpanKind", kind)] if request_type is None \
-                else operation_of(None, request_type, cast("SpanKind", kind))
-        is_refusal = refusal is True
-        if not is_refusal and finish_reasons:
-            is_refusal = not _REFUSAL_REASONS.isdisjoint(finish_reasons)
+        key_bits, empty_shift, fallback_bit = self._key_bits, self._empty_shift, self._fallback_bit
+        marker_small, context_small = self._marker_small, self._context_small
         # The spans of a trace come together, a parent right after its children (as SDKs and
         # the collector batch them): ids equal to the previous record's reuse its hex strings
         # (equal values, shared: less to allocate, hash and free per record).
         last_trace_raw, trace_id, last_parent_raw, parent_id = self._last_ids
-        if trace_raw != last_trace_raw:
-            trace_id = trace_raw.hex()
-        span_id = parent_id if span_raw == last_parent_raw else span_raw.hex()
-        if parent_raw != last_parent_raw:
-            parent_id = parent_raw.hex() if parent_raw else None
-        self._last_ids = (trace_raw, trace_id, parent_raw, parent_id)
-        record = _LLMSpanTwin(
-            trace_id, span_id, parent_id, kind,
-            name, start, span.end_time_unix_nano, context, operation, provider, request_model,
-            response_model, input_tokens, output_tokens, cached, reasoning, ttft, streaming,
-            finish_reasons, is_error, error_kind, error_type, http_status, is_refusal, cache_hit,
-            feedback, regenerated, scores, cost_usd, cost_source, unknown_reason)
-        record.__class__ = LLMSpan  # see span.fast_builder
-        spans.append(record)
+        for span in items:
+            trace_raw = span.trace_id
+            span_raw = span.span_id
+            parent_raw = span.parent_span_id
+            if len(trace_raw) != 16 or len(span_raw) != 8 or (parent_raw and len(parent_raw) != 8):
+                return False
+            vals = resource[2].copy()  # context fields (the resource's), fields, raw values
+            seen = 1
+            unread = 0
+            attributes = span.attributes[:]  # a slice: see `decode`
+            for encoded in attributes:
+                try:
+                    found = kvs[encoded]
+                except KeyError:  # new to the cache (a plain [] is cheaper than .get per hit)
+                    learnt = self._learn(encoded)
+                    if learnt is None:
+                        return False
+                    found = learnt
+                if not found:
+                    unread += 1  # not read by the normaliser, or content: dropped unread
+                    continue
+                bit, slot, blockers, value, more = found
+                seen |= bit
+                if not seen & blockers:  # no key before it in the field's order has a value
+                    vals[slot] = value
+                if more:
+                    for slot, blockers, value in more:
+                        if not seen & blockers:
+                            vals[slot] = value
+            if seen < _SMALL:  # common keys with values: one-digit ints
+                keys = seen
+                marked, has_context, from_resource = seen & marker_small, seen & context_small, 0
+            elif seen >= fallback_bit:  # a key the generic path reads
+                keys = 0
+            else:  # rare keys or empty values: their bits above `_SMALL` (`__init__`)
+                keys = (seen | seen >> empty_shift) & key_bits
+                marked, has_context = seen & self._marker_bits, seen & self._context_bits
+                from_resource = seen & self._resource_bit
+            # A key twice (one bit for two attributes), or a fallback key: the generic path.
+            if keys.bit_count() != len(attributes) - unread + 1:
+                if not self._generic(span, resource[0], spans, evals):
+                    return False
+                continue
+
+            # The slots by name, in slot order (test_fastpath_wire checks the layout).
+            (service, environment, app_version, template_version, model_version, session_id,
+             user_id, user_segment, endpoint, provider, request_model, response_model, input_tokens,
+             output_tokens, cached, reasoning, streaming, finish_reasons, ttft, cost, cache_hit,
+             feedback, regenerated, refusal, operation, request_type, oi_kind, raw_operation,
+             raw_request_type, db_system_name, db_system, invocation_llm, invocation_embedding,
+             error_type, _, _, _) = vals
+
+            # --- classify (normalise.classify, same order) ---
+            name = span.name
+            if oi_kind is _MISSING and raw_operation.__class__ is str \
+                    and raw_operation in LLM_OPERATIONS:
+                kind: Classification | None = "llm"  # the common OTel GenAI case, short-cut
+            elif not marked:
+                # No dialect marker at all (roots, tool and framework spans): `classify_rest`
+                # without a database system or eval keys (those took the generic path).
+                if parent_raw:
+                    continue  # no metric
+                kind = "request"
+            else:
+                if oi_kind.__class__ is str and oi_kind.upper() == "EVALUATOR":
+                    if not self._generic(span, resource[0], spans, evals):
+                        return False
+                    continue
+                kind = classify_marked(
+                    None if oi_kind is _MISSING else oi_kind,
+                    None if raw_operation is _MISSING else raw_operation,
+                    None if raw_request_type is _MISSING else raw_request_type,
+                    seen & self._genai_marker_bits != 0)
+                if kind is None:
+                    if db_system_name is not _MISSING:
+                        db_system = db_system_name
+                    elif db_system is _MISSING:
+                        db_system = None
+                    kind = classify_rest(db_system, not parent_raw, name, _NO_ATTRIBUTES)
+                    if kind is None:
+                        continue  # tool / framework span: no metric
+                if kind == "evaluation":  # only from eval keys or an EVALUATOR: generic already
+                    if not self._generic(span, resource[0], spans, evals):
+                        return False
+                    continue
+
+            # --- context (Normaliser.context_of; a request's endpoint defaults to its name) ---
+            # The slots started from the resource's values; the span's own stand over them (user
+            # ids are hashed already). Without context keys the resource's context is shared.
+            if from_resource:
+                (service, environment, app_version, template_version, model_version, session_id,
+                 user_id, user_segment, endpoint) = _from_resource(
+                    (service, environment, app_version, template_version, model_version, session_id,
+                     user_id, user_segment, endpoint), resource[2])
+            if kind == "request" and endpoint is None:
+                endpoint = name or None
+                fresh = 1
+            else:
+                fresh = has_context
+            if fresh:
+                context = _TraceContextTwin(
+                    service, environment, app_version, template_version, model_version, session_id,
+                    user_id, user_segment, endpoint)
+                context.__class__ = TraceContext  # see span.fast_builder
+            else:
+                context = resource[1]
+
+            # --- events: first chunk, exceptions, evaluation results ---
+            first_chunk: int | None = None
+            exceptions: list[RawEvent] | None = None
+            scores: tuple[EvalScore, ...] = ()
+            events = span.events
+            for event in events[:] if events else _IGNORE:  # most spans have none: no slice
+                event_name = event.name
+                if event_name in FIRST_CHUNK_EVENTS:
+                    at = event.time_unix_nano
+                    if first_chunk is None or at < first_chunk:
+                        first_chunk = at
+                elif event_name == "exception":
+                    if exceptions is None:
+                        exceptions = []
+                    exceptions.append(_proto_event(event))
+                elif event_name == "gen_ai.evaluation.result":
+                    score = _event_score(event.attributes)
+                    if score is not None:
+                        scores = (*scores, score)
+
+            # --- error (errors.classify_error) ---
+            # Most spans have no status at all: `HasField` costs less than reading its code.
+            status_code = span.status.code if span.HasField("status") else 0
+            if status_code != STATUS_ERROR and exceptions is None and (
+                    error_type is _MISSING or error_type is None or error_type == ""):
+                is_error = False
+                error_kind = error_type = http_status = None
+            else:
+                error = self._error(vals, status_code, span.status.message, exceptions)
+                is_error, error_kind = error.is_error, error.kind
+                error_type, http_status = error.error_type, error.http_status
+
+            # --- fields (Normaliser._llm_span; values already converted per field) ---
+            start = span.start_time_unix_nano
+            if invocation_llm is not _MISSING or invocation_embedding is not _MISSING:
+                invocation = invocation_parameters(
+                    None if invocation_llm is _MISSING else invocation_llm,
+                    None if invocation_embedding is _MISSING else invocation_embedding)
+                if not request_model:
+                    request_model = invocation_model(invocation)
+                if invocation:
+                    streaming = streaming_of(streaming, invocation)
+            if kind == "llm" or kind == "embedding":  # noqa: PLR1714 - faster than a set here
+                model = request_model or response_model
+                if cost is None and (input_tokens is not None or output_tokens is not None) \
+                        and model:
+                    # The common case, inline: priced from the table (Normaliser.cost_of).
+                    try:
+                        rates = self._rates[model]
+                    except KeyError:
+                        rates = self._rates_of(model)
+                    if rates is None and response_model is not None:
+                        rates = self._rates_of(response_model)
+                    if rates is None:
+                        cost_usd, cost_source, unknown_reason = None, None, "unknown_model"
+                    else:
+                        # `ModelPrice.cost_usd`, the same operations in the same order
+                        uncached = input_tokens or 0
+                        cached_tokens = cached or 0
+                        if cached_tokens > uncached:  # noqa: PLR1730 - cheaper than min() here
+                            cached_tokens = uncached
+                        cost_usd = ((uncached - cached_tokens) * rates[0]
+                                    + cached_tokens * rates[1]
+                                    + (output_tokens or 0) * rates[2]) / 1_000_000
+                        cost_source, unknown_reason = "pricing", None
+                else:
+                    cost_usd, cost_source, unknown_reason = self._normaliser.cost_of(
+                        cost, model, response_model, input_tokens=input_tokens,
+                        output_tokens=output_tokens, cached=cached, is_error=is_error)
+                if ttft is None or not ttft > 0:
+                    ttft = None if first_chunk is None or first_chunk < start \
+                        else (first_chunk - start) / 1e9
+            else:
+                cost_usd = cost_source = unknown_reason = ttft = None
+            if not operation:
+                operation = _KIND_OPERATIONS[kind] if request_type is None \
+                    else operation_of(None, request_type, cast("SpanKind", kind))
+            is_refusal = refusal is True
+            if not is_refusal and finish_reasons:
+                is_refusal = not _REFUSAL_REASONS.isdisjoint(finish_reasons)
+            # Ids as the previous record's (see above) share its strings.
+            if trace_raw != last_trace_raw:
+                trace_id = trace_raw.hex()
+                last_trace_raw = trace_raw
+            span_id = parent_id if span_raw == last_parent_raw else span_raw.hex()
+            if parent_raw != last_parent_raw:
+                parent_id = parent_raw.hex() if parent_raw else None
+                last_parent_raw = parent_raw
+            record = _LLMSpanTwin(
+                trace_id, span_id, parent_id, kind, name, start, span.end_time_unix_nano,
+                context, operation, provider, request_model, response_model, input_tokens,
+                output_tokens, cached, reasoning, ttft, streaming, finish_reasons, is_error,
+                error_kind, error_type, http_status, is_refusal, cache_hit, feedback,
+                regenerated, scores, cost_usd, cost_source, unknown_reason)
+            record.__class__ = LLMSpan  # see span.fast_builder
+            spans.append(record)
+        self._last_ids = (last_trace_raw, trace_id, last_parent_raw, parent_id)
         return True
 
     def _error(self, vals: list[Any], status_code: int, status_message: str,
@@ -704,13 +800,21 @@ class ProtoFastPath:
         return True
 
 
+def _from_resource(values: tuple[Any, ...], resource_values: list[Any]) -> list[Any]:
+    """Context field values with each `_FROM_RESOURCE` replaced by the resource's value."""
+    return [own if own is not _FROM_RESOURCE else theirs
+            for own, theirs in zip(values, resource_values, strict=False)]
+
+
 _MISSING: Any = object()
 _NO_ATTRIBUTES: Attributes = {}
-_NO_PRIORITY = 1 << 30
 _TRASH = N_FIELDS + N_RAW
 _SLOTS: list[Any] = [None] * N_FIELDS + [_MISSING] * N_RAW + [None]  # + the trash slot
-_PRIOS = [_NO_PRIORITY] * (N_FIELDS + 1)  # + the dummy field of raw-only keys
-_FALLBACK_ENTRY: KvEntry = (-1, _TRASH, None, N_FIELDS, _NO_PRIORITY, None, ())
+_SLOTS[F_FINISH] = ()  # `finish_reasons_of` never gives None: no finish reason key
+_FROM_RESOURCE: Any = object()
+"""A context field's value when the span's winning attribute is no string (a list)."""
+_SMALL = 1 << 30
+"""Ints below this are one digit (CPython's 30-bit digits): bit operations on them are fast."""
 _CONTENT_KEYS: dict[str, bool] = {}
 """Keys known not to be content (`is_content_key` False), bounded."""
 _ERROR_SLOTS = tuple(zip(_ERROR_KEYS, (R_ERROR_TYPE, R_HTTP_STATUS, R_HTTP_STATUS_OLD),

@@ -113,7 +113,7 @@ def test_a_failing_fast_path_falls_back_to_the_generic_one(
     def broken(*_: object) -> bool:
         raise KeyError("some attribute value")
 
-    monkeypatch.setattr(fast._fast, "_span", broken)
+    monkeypatch.setattr(fast._fast, "_spans", broken)
     value = otlp_proto(chat_trace(SpanRecorder(), T0_NS).spans)
     for _ in range(3):
         assert isinstance(_assert_same(value, fast, generic), Decoded)

@@ -212,5 +212,5 @@ def test_the_slot_layout_is_the_one_span_unpacks() -> None:
     # `_span` names the slots by unpacking them in this order.
     assert (fastpath.F_PROVIDER, fastpath.F_OPERATION, fastpath.F_REQUEST_TYPE) == (9, 24, 25)
     assert (fastpath.R_OI_KIND, fastpath.R_INVOCATION_EMBEDDING, fastpath.R_ERROR_TYPE,
-            fastpath._TRASH) == (26, 35, 36, 39)
-    assert len(fastpath._SLOTS) == 40 and len(fastpath._PRIOS) == fastpath.N_FIELDS + 1
+            fastpath._TRASH) == (26, 32, 33, 36)
+    assert len(fastpath._SLOTS) == 37 and fastpath._SLOTS[fastpath.F_FINISH] == ()

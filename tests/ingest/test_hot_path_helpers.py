@@ -4,13 +4,16 @@ values, same pickles) as the plain code they replace."""
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from prometheus_client import REGISTRY
 
-from flows.pipeline import _Counts
+from flows.pipeline import _add_counts, tally
 from ingest import assembly
 from ingest.assembly import TraceAssembler
 from ingest.config import IngestConfig
@@ -81,22 +84,36 @@ def _reason_samples() -> dict[str, float]:
 
 
 def test_counts_tally_kinds_and_unknown_cost_reasons_and_skip_known_costs() -> None:
-    spans = (_span("t1", "a"), _span("t1", "b", kind="embedding"),
+    spans = [_span("t1", "a"), _span("t1", "b", kind="embedding"),
              _span("t2", "c", cost=None, reason="unknown_model"),
              _span("t2", "d", cost=None, reason="unknown_model"),
-             _span("t3", "e", parent=None, kind="request", cost=None))
-    counts = _Counts()
-    counts.add(Decoded(spans=spans, evals=(), raw_span_count=7))
-    counts.add(Decoded(spans=spans[:1], evals=(), raw_span_count=1))
-    assert counts.ignored == 2 and counts.evals == 0
-    assert dict(counts.kinds) == {"llm": 4, "embedding": 1, "request": 1}
-    assert {k: v for k, v in counts.unknown_costs.items() if k is not None} == {
-        "unknown_model": 2}
+             _span("t3", "e", parent=None, kind="request", cost=None)]
+    kinds_before = {kind: _sample("spanwatch_spans_total", kind=kind)
+                    for kind in ("llm", "embedding", "request", "retrieval")}
+    ignored_before = _sample("spanwatch_spans_ignored_total")
     before = _reason_samples()
-    counts.flush()
+    _add_counts(decoded=2, dead=0, ignored=2, evaluations=0, spans=[*spans, spans[0]])
     after = _reason_samples()
     assert "None" not in after, "spans of known cost have no reason label"
     assert after["unknown_model"] - before.get("unknown_model", 0.0) == 2
+    assert {kind: _sample("spanwatch_spans_total", kind=kind) - count
+            for kind, count in kinds_before.items()} == {
+        "llm": 4, "embedding": 1, "request": 1, "retrieval": 0}
+    assert _sample("spanwatch_spans_ignored_total") - ignored_before == 2
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@given(st.lists(st.sampled_from(["llm", "request", "retrieval", "embedding", "other", None]),
+                max_size=30),
+       st.lists(st.sampled_from(["llm", "request", "retrieval", "embedding", "other", None]),
+                unique=True))
+def test_tally_counts_as_counter_in_first_seen_order(values: list[str | None],
+                                                      expected: list[str | None]) -> None:
+    got = tally(values, expected)
+    assert list(got.items()) == list(Counter(values).items())
 
 
 def _otlp_span(trace: int, span: int, parent: int | None) -> Span:
