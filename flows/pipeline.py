@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from operator import attrgetter, countOf, itemgetter
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError
@@ -252,7 +252,7 @@ def tally(values: list[_T], expected: Sequence[_T]) -> dict[_T, int]:
 _KIND = attrgetter("kind")
 _UNKNOWN_COST_REASON = attrgetter("unknown_cost_reason")
 _END = attrgetter("end_unix_ns")
-_KINDS: tuple[SpanKind, ...] = ("llm", "request", "retrieval", "embedding")
+_KINDS: tuple[SpanKind, ...] = get_args(SpanKind)
 
 
 def _wall_ns() -> int:

@@ -115,14 +115,16 @@ def masked_keys(keys_col: Iterable[tuple[tuple[int, int | None], ...]], sketches
     return [pair for pair in chain.from_iterable(keys_col) if sketches >> pair[0] & 1]
 
 
+def masked_plan(plan: SpanPlan, sketches: int) -> SpanPlan:
+    """`plan` with only the sketch keys of mask `sketches` (itself when it keeps them all)."""
+    keys = plan.sketch_keys
+    kept = tuple([pair for pair in keys if sketches >> pair[0] & 1])
+    return plan if len(kept) == len(keys) else plan._replace(sketch_keys=kept)
+
+
 def masked_plans(plans: Iterable[SpanPlan], sketches: int) -> list[SpanPlan]:
-    """`plans` with only the sketch keys of mask `sketches` (a plan that keeps all is itself)."""
-    out = []
-    for plan in plans:
-        keys = plan.sketch_keys
-        kept = tuple([pair for pair in keys if sketches >> pair[0] & 1])
-        out.append(plan if len(kept) == len(keys) else plan._replace(sketch_keys=kept))
-    return out
+    """`masked_plan` of each of `plans`."""
+    return [masked_plan(plan, sketches) for plan in plans]
 
 
 FOLD_ONE_BY_ONE_MAX = 8

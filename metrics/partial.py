@@ -24,7 +24,7 @@ from metrics.bucket import (
     MINUTE_NS,
     Bucket,
     SpanPlan,
-    masked_plans,
+    masked_plan,
     plan_of,
 )
 from metrics.bucket_state import BucketState
@@ -97,7 +97,7 @@ def fold_planned(bucket: Bucket, plans: Iterable[Planned],
         for planned in plans:
             if isinstance(planned, SpanPlan):
                 bucket.fold_plan(planned if sketches == ALL_SKETCHES
-                                 else masked_plans([planned], sketches)[0], categories)
+                                 else masked_plan(planned, sketches), categories)
             else:
                 bucket.fold_eval(planned, categories)
         return
@@ -379,8 +379,8 @@ def _preaggregate(records: Iterable[LLMSpan | EvalResult],
     out: list[tuple[int, Partial]] = []
     for slot in sorted(by_slot, key=lambda s: (sort_keys[s % MINUTE_NS], s)):
         slot_id = slot % MINUTE_NS
-        index, key = slot_keys[slot_id]
-        tracked, sketches = EVERYTHING if needs is None else needs[index]
+        key = slot_keys[slot_id][1]
+        tracked, sketches = needs_of(slot)
         minute = slot - slot_id
         combos = by_slot[slot]
         if len(combos) == 1:
@@ -426,7 +426,7 @@ def _masked(plans: tuple[Planned, ...], sketches: int,
     found = known.get((id(plans), sketches))
     if found is None:
         found = known[id(plans), sketches] = tuple(
-            masked_plans([p], sketches)[0] if isinstance(p, SpanPlan) else p for p in plans)
+            masked_plan(p, sketches) if isinstance(p, SpanPlan) else p for p in plans)
     return found
 
 

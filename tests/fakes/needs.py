@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from metrics.bucket import Bucket, SpanPlan, masked_plans
+from metrics.bucket import Bucket, SpanPlan, masked_plan
 from metrics.partial import Partial, SeriesNeeds
 
 
@@ -22,6 +22,6 @@ def as_needed(partial: Partial, need: SeriesNeeds) -> Partial:
         partial,
         folded=None if partial.folded is None else without_sketches(partial.folded,
                                                                     need.sketches),
-        plans=tuple(masked_plans([p], need.sketches)[0] if isinstance(p, SpanPlan) else p
+        plans=tuple(masked_plan(p, need.sketches) if isinstance(p, SpanPlan) else p
                     for p in partial.plans),
         sessions=partial.sessions if need.sessions else ())
