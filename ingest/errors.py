@@ -106,7 +106,7 @@ def _http_status(span: RawSpan, texts: list[str], error_type: str | None) -> int
         value = span.attributes.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    if error_type and error_type.isdigit() and len(error_type) == 3:
+    if error_type and error_type.isascii() and error_type.isdigit() and len(error_type) == 3:
         return int(error_type)  # semconv allows the status code itself as error.type
     for text in texts:
         match = _HTTP_STATUS_IN_TEXT.search(text)

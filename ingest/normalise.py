@@ -345,7 +345,7 @@ def int_of(value: AttrValue) -> int | None:
         return value if value >= 0 else None
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # "¹".isdigit() too
         return int(value)
     return None
 

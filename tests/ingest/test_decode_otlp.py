@@ -125,3 +125,18 @@ def test_bad_messages_become_dead_letters_naming_the_place(value: bytes, reason:
     assert reason in result.reason
     assert dict(result.headers())["spanwatch.source.offset"] == b"17"
     assert result.source is message  # the original bytes go to the DLQ unchanged
+
+
+@pytest.mark.parametrize("encoding", ENCODERS)
+def test_non_ascii_digits_are_no_count_and_no_status(encoding: str) -> None:
+    # "¹²".isdigit() is True but int("¹²") raises: such values must read as unknown, not
+    # dead-letter the whole message.
+    recorder = SpanRecorder()
+    with recorder.span("chat gpt-4o", start_ns=T0_NS, end_ns=T0_NS + MS, attributes={
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": "¹²", "gen_ai.usage.output_tokens": "42",
+            "error.type": "¹²³"}):
+        pass
+    llm = _decode(ENCODERS[encoding](recorder.take())).spans[0]
+    assert (llm.input_tokens, llm.output_tokens) == (None, 42)
+    assert (llm.is_error, llm.error_type, llm.http_status) == (True, "¹²³", None)
