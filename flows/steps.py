@@ -379,11 +379,17 @@ class WindowLogic(StatefulBatchLogic[WindowIn, WindowOutput, WindowState]):
             for start in sorted(by_minute):
                 closed.extend(by_minute[start])
                 end = start + MINUTE_NS
+                lifecycle = state.lifecycle
                 for evaluation in state.evaluator.evaluate(by_minute[start], state.windows):
+                    # Without any alert instance on the shard, an evaluation that is no breach
+                    # changes nothing (`AlertLifecycle.observe`): skipped, with its fingerprint
+                    # hash (most evaluations, most of the time).
+                    if not evaluation.is_breach and not len(lifecycle):
+                        continue
                     policy = self._policies.get(evaluation.rule)
                     if policy is not None:
-                        out.extend(state.lifecycle.observe(evaluation, policy))
-                out.extend(state.lifecycle.tick(end))
+                        out.extend(lifecycle.observe(evaluation, policy))
+                out.extend(lifecycle.tick(end))
                 out.append(Tick(state.shard, end))
         moved = closed_before != state.windows.closed_until_unix_ns or bool(closed)
         if not moved and self._ticked is not None and watermark <= self._ticked:
