@@ -146,6 +146,20 @@ class CompactRing:
         out.reverse()
         return out
 
+    def has_data(self, start_unix_ns: int, end_unix_ns: int) -> bool:
+        """Whether any held interval starting in [start, end) holds data (`held` is not
+        empty), from two offsets: the ends of the intervals before and in the range."""
+        if self.end_unix_ns is None:
+            return False
+        unit = self.unit_ns
+        oldest = self.end_unix_ns - self.size * unit
+        first = -(-max(start_unix_ns - oldest, 0) // unit)
+        last = min(-(-(end_unix_ns - oldest) // unit), self.size)
+        if last <= first:
+            return False
+        ends = self._ends
+        return ends[last - 1] != (ends[first - 1] if first else self._base)
+
     def blobs(self, start_unix_ns: int, end_unix_ns: int) -> Iterator[bytes]:
         """Blobs of held intervals starting in [start, end), oldest first."""
         for _, blob in reversed(self.held(start_unix_ns, end_unix_ns)):

@@ -279,16 +279,15 @@ def _fresh_alone(windows: SeriesWindows, minute: int, blob: bytes,
     view to the same end reads some of the intervals of the longer one, or minutes where the
     longer one reads their rollup, which holds what they hold)."""
     end = minute + MINUTE_NS
-    if not wanted or windows.closed_until_unix_ns != end:
+    if not wanted:
         return False
     longest = wanted[0][0]
     for over, at, _ in wanted:
         if at - at % MINUTE_NS < end:  # (later ends are clipped to the closed edge, `end`)
             return False
         longest = max(longest, over)
-    packed, _, held = _read_runs(windows.runs(longest, end)[2])
     # (the blob is compared too: a minute of another shard's series is never taken)
-    return held == [(MINUTE_NS, minute)] and packed[0] == blob
+    return windows.holds_alone(minute, blob, longest)
 
 
 def _check_parts(wanted: Sequence[frozenset[str]]) -> None:

@@ -59,6 +59,11 @@ class _Ready:
     minutes: float
     window_s: float
     threshold: float | None
+    rule: Rule
+    over: timedelta
+    reads: frozenset[str]
+    alerts_missing: bool
+    """`on_missing_data = "alert"`."""
 
 
 class RuleEvaluator:
@@ -151,10 +156,9 @@ class RuleEvaluator:
         return wants
 
     def _one(self, ready: _Ready, key: SeriesKey, now: _Minute) -> Evaluation:
-        compiled = ready.compiled
-        rule = compiled.rule
+        rule = ready.rule
         views, end = now.views, now.end
-        bucket = views.get(key, rule.over, end, compiled.reads)
+        bucket = views.get(key, ready.over, end, ready.reads)
         metric: MetricValue | None = None
         versions: _Versions = ()
         traces: tuple[str, ...] = ()
@@ -165,23 +169,30 @@ class RuleEvaluator:
         # only rebaseline_on rules act on it, so the other evaluations skip it (most of them).
         changed = (self._changed(rule, key, views, end, versions)
                    if rule.rebaseline_on else None)
-        base = _Base(ready, now.labels.of(rule, key), end, versions, changed or (), traces)
+        labels = now.labels.of(rule, key)
         if metric is None:
-            missing = rule.on_missing_data == "alert" and bucket is not None and bucket.is_empty
-            return base.make(is_breach=missing, value=None,
-                             detail="no data in the window" if missing else "")
+            missing = ready.alerts_missing and bucket is not None and bucket.is_empty
+            return _evaluation(ready, labels, end=end, versions=versions,
+                               changed=changed or (), traces=traces, is_breach=missing,
+                               value=None, detail="no data in the window" if missing else "")
         value = rule.value_of(metric.value)
-        if metric.n < rule.min_samples:
-            return base.make(is_breach=False, value=value, samples=metric.n, is_gated=True,
-                             detail=f"{metric.n} samples < min_samples {rule.min_samples}")
+        n = metric.n
+        if n < rule.min_samples:
+            return _evaluation(ready, labels, end=end, versions=versions,
+                               changed=changed or (), traces=traces, is_breach=False,
+                               value=value, samples=n, is_gated=True,
+                               detail=f"{n} samples < min_samples {rule.min_samples}")
         detector = self._detector(rule, key)
         if changed and set(changed) & set(rule.rebaseline_on):
             rebaseline = getattr(detector, "rebaseline", None)
             if callable(rebaseline):
                 rebaseline()
-        score = detector.score(value, now.at, n=max(1, metric.n))
-        detector.learn(value, now.at, n=max(1, metric.n))
-        evaluation = base.scored(score, value, metric.n, threshold=ready.threshold)
+        weight = n if n > 1 else 1
+        score = detector.score(value, now.at, n=weight)
+        detector.learn(value, now.at, n=weight)
+        evaluation = _scored(ready, labels, score, end=end, versions=versions,
+                             changed=changed or (), traces=traces, value=value, samples=n,
+                             threshold=ready.threshold)
         if evaluation.is_breach and changed is None:
             evaluation = replace(evaluation,
                                  changed=self._changed(rule, key, views, end, versions))
@@ -214,8 +225,7 @@ class RuleEvaluator:
             observe = getattr(detector, "observe", None)
             compare = getattr(detector, "compare", None)
             for key, group, metric, bucket in members:
-                base = _Base(ready, now.labels.of(rule, key), end, (), (),
-                             views.about(bucket)[1])
+                labels, traces = now.labels.of(rule, key), views.about(bucket)[1]
                 value = rule.value_of(metric.value)
                 score: Score | None
                 if compare is not None and observe is not None:  # two_sample
@@ -226,7 +236,9 @@ class RuleEvaluator:
                 else:
                     score = detector.score(value, at, n=max(1, metric.n))
                     detector.learn(value, at, n=max(1, metric.n))
-                out.append(base.scored(score, value, metric.n, threshold=None))
+                out.append(_scored(ready, labels, score, end=end, versions=(), changed=(),
+                                   traces=traces, value=value, samples=metric.n,
+                                   threshold=None))
         return out
 
     def _detector(self, rule: Rule, key: SeriesKey) -> Detector[Any]:
@@ -371,7 +383,8 @@ def _compile(config: RulesConfig) -> tuple[_Compiled, ...]:
 
 def _ready(compiled: tuple[_Compiled, ...]) -> tuple[_Ready, ...]:
     return tuple(_Ready(one, *metric_function(one.rule.metric, one.rule.over),
-                        one.rule.over.total_seconds(), _threshold(one.rule))
+                        one.rule.over.total_seconds(), _threshold(one.rule), one.rule,
+                        one.rule.over, one.reads, one.rule.on_missing_data == "alert")
                  for one in compiled)
 
 
@@ -409,37 +422,38 @@ def _datetime(unix_ns: int) -> datetime:
     return datetime.fromtimestamp(unix_ns / 1e9, tz=UTC)
 
 
-@dataclass(slots=True)  # not frozen: one is made per evaluation, and frozen costs more
-class _Base:
-    """What every evaluation of one rule, series and window shares."""
-
-    ready: _Ready
-    labels: Labels
-    """The alert labels (`Rule.alert_labels`)."""
-    end: int
-    versions: _Versions
-    changed: tuple[str, ...]
-    traces: tuple[str, ...]
-    """The view's exemplar trace ids (none without a view)."""
-
-    def make(self, *, is_breach: bool, value: float | None, samples: int = 0,
-             is_gated: bool = False, threshold: float | None = None,
-             score: Score | None = None, detail: str = "") -> Evaluation:
-        rule = self.ready.compiled.rule
+def _evaluation(ready: _Ready, labels: Labels, *, end: int, versions: _Versions,
+                changed: tuple[str, ...], traces: tuple[str, ...], is_breach: bool,
+                value: float | None, samples: int = 0, is_gated: bool = False,
+                threshold: float | None = None, score: Score | None = None,
+                detail: str = "") -> Evaluation:
+    """One rule's evaluation of one series (`labels`: its alert labels) for the window ending
+    at `end`: `traces` are the view's exemplar trace ids (none without a view). A function,
+    not an object per evaluation: one is made for every rule and series each minute."""
+    rule = ready.rule
+    if score is None:
         return Evaluation(
-            rule=rule.name, tier=rule.tier, labels=self.labels,
-            at_unix_ns=self.end, window_s=self.ready.window_s, is_breach=is_breach,
-            value=value, threshold=threshold,
-            baseline=score.baseline if score is not None else None,
-            spread=score.spread if score is not None else None,
-            anomaly=score.anomaly if score is not None else None,
-            samples=samples, is_gated=is_gated, exemplar_trace_ids=self.traces,
-            versions=self.versions, changed=self.changed, detail=detail)
+            rule=rule.name, tier=rule.tier, labels=labels, at_unix_ns=end,
+            window_s=ready.window_s, is_breach=is_breach, value=value, threshold=threshold,
+            samples=samples, is_gated=is_gated, exemplar_trace_ids=traces, versions=versions,
+            changed=changed, detail=detail)
+    return Evaluation(
+        rule=rule.name, tier=rule.tier, labels=labels, at_unix_ns=end, window_s=ready.window_s,
+        is_breach=is_breach, value=value, threshold=threshold, baseline=score.baseline,
+        spread=score.spread, anomaly=score.anomaly, samples=samples, is_gated=is_gated,
+        exemplar_trace_ids=traces, versions=versions, changed=changed, detail=detail)
 
-    def scored(self, score: Score | None, value: float, samples: int, *,
-               threshold: float | None) -> Evaluation:
-        if score is None:  # the detector is warming up: no decision either way
-            return self.make(is_breach=False, value=value, samples=samples, is_gated=True,
-                             threshold=threshold, detail="baseline warming up")
-        return self.make(is_breach=score.is_anomalous, value=value, samples=samples,
-                         threshold=threshold, score=score, detail=score.detail)
+
+def _scored(ready: _Ready, labels: Labels, score: Score | None, *, end: int,
+            versions: _Versions, changed: tuple[str, ...], traces: tuple[str, ...],
+            value: float, samples: int, threshold: float | None) -> Evaluation:
+    """The `_evaluation` of a detector's `score` (None: the detector is warming up, no
+    decision either way)."""
+    if score is None:
+        return _evaluation(ready, labels, end=end, versions=versions, changed=changed,
+                           traces=traces, is_breach=False, value=value, samples=samples,
+                           is_gated=True, threshold=threshold, detail="baseline warming up")
+    return _evaluation(ready, labels, end=end, versions=versions, changed=changed,
+                       traces=traces, is_breach=score.is_anomalous, value=value,
+                       samples=samples, threshold=threshold, score=score,
+                       detail=score.detail)
