@@ -12,6 +12,10 @@ Configured by environment variables (set by run.py, one set per process):
   the notifier sink and every firing alert event, with wall time.
 - `SPANWATCH_BENCH_RESULTS_LIVE`: optional JSON-lines file appended to (and flushed) at each
   notifier call, for the live latency run that is stopped from outside.
+- `SPANWATCH_BENCH_STEP_CPU`: "1" to also record, in the results, the CPU seconds (of the
+  calling thread) and calls of each step's Python (decode, assembly, pre-aggregation, windows,
+  routing, and the wire encoding of batches sent to another process), and the items and
+  partials each pre-aggregation call handled: where a run's CPU goes, 1 process against 2.
 
 The source is Bytewax's KafkaSource exactly as `flows.kafka_io.build_source` builds it, wrapped
 only to take timestamps (`TimedSource`).
@@ -20,11 +24,13 @@ only to take timestamps (`TimedSource`).
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import resource
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -177,5 +183,66 @@ def make_flow() -> Dataflow:
     return flow
 
 
+def _timed(name: str, function: Callable[..., Any],
+           count: Callable[[Any, Any], dict[str, int]] | None = None) -> Callable[..., Any]:
+    """`function`, adding its thread CPU seconds and calls to `_stats["steps"][name]` (and
+    whatever `count(args, result)` counts)."""
+    entry = _stats.setdefault("steps", {}).setdefault(name, {"cpu_s": 0.0, "calls": 0})
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        result = function(*args, **kwargs)
+        entry["cpu_s"] += time.thread_time() - started
+        entry["calls"] += 1
+        if count is not None:
+            for key, value in count(args, result).items():
+                entry[key] = entry.get(key, 0) + value
+        return result
+
+    return timed
+
+
+def _preaggregate_counts(args: Any, result: Any) -> dict[str, int]:
+    batches = args[1]
+    return {"batches_in": len(batches), "records": sum(len(b.items) for b in batches),
+            "partials": sum(len(batch.items) for _, batch in result),
+            "batches_out": len(result)}
+
+
+def _time_gc() -> None:
+    """Cyclic garbage collections: thread CPU seconds and count per generation, as a step."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.thread_time())
+            return
+        entry = _stats.setdefault("steps", {}).setdefault(
+            f"gc.gen{info['generation']}", {"cpu_s": 0.0, "calls": 0})
+        entry["cpu_s"] += time.thread_time() - started.pop() if started else 0.0
+        entry["calls"] += 1
+
+    gc.callbacks.append(callback)
+
+
+def instrument_steps() -> None:
+    """Wrap the flow's step functions with `_timed` (before `build_flow` wires them: the
+    wiring looks them up at call time or takes the classes' methods)."""
+    from flows import pipeline, steps, wire  # noqa: PLC0415
+
+    pipeline.decode_batch = _timed("decode", pipeline.decode_batch)
+    pipeline.preaggregate_batches = _timed(
+        "preaggregate", pipeline.preaggregate_batches, _preaggregate_counts)
+    wire.encode = _timed("wire.encode", wire.encode)
+    wire.decode = _timed("wire.decode", wire.decode)
+    _time_gc()
+    for cls, name in ((steps.AssemblyLogic, "assembly"), (steps.WindowLogic, "windows"),
+                      (steps.AlertRoutingLogic, "routing")):
+        for method in ("on_batch", "on_notify", "on_eof"):
+            setattr(cls, method, _timed(f"{name}.{method}", getattr(cls, method)))
+
+
 atexit.register(_write_results)
+if os.environ.get("SPANWATCH_BENCH_STEP_CPU") == "1":
+    instrument_steps()
 flow = make_flow()

@@ -64,6 +64,8 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/ first, not th
 from bench.traffic import MINUTE_NS, SECOND_NS, Traffic, generate  # noqa: E402
 
 ENV_VAR = "SPANWATCH_TEST_KAFKA"
+STEP_CPU = False
+"""`--step-cpu`: the flow processes time each step (bench/flow_module.py); the runs print it."""
 TARGETS = {
     "ratio_to_decode": 0.90, "scale_2p": 1.7, "decode_per_core": 120_000,
     "latency_s": 10.0, "kb_per_series": 50.0, "backtest": 50_000,
@@ -255,7 +257,8 @@ def run_flow(info: BrokerInfo, topic: str, partitions: int, mode: str, processes
                "SPANWATCH_BENCH_TOPIC": topic, "SPANWATCH_BENCH_PARTITIONS": str(partitions),
                "SPANWATCH_BENCH_EMBEDDED": "1" if info.is_embedded else "0",
                "SPANWATCH_BENCH_MODE": mode, "SPANWATCH_BENCH_TAIL": "1" if tail else "0",
-               "SPANWATCH_BENCH_RESULTS": str(results)}
+               "SPANWATCH_BENCH_RESULTS": str(results),
+               "SPANWATCH_BENCH_STEP_CPU": "1" if STEP_CPU else "0"}
         if live_file is not None:
             env["SPANWATCH_BENCH_RESULTS_LIVE"] = str(live_file)
         argv = [sys.executable, "-m", "bytewax.run", "bench.flow_module:flow"]
@@ -319,6 +322,19 @@ def work_cpu(run: ProcessRun) -> list[float]:
             if r.get("cpu_s") is not None and r.get("cpu_first_s") is not None]
 
 
+def log_step_cpu(run: ProcessRun) -> None:
+    """Each process' CPU seconds and calls per step (`--step-cpu`), and the other counts."""
+    steps = sorted({step for r in run.results for step in r.get("steps", {})})
+    for step in steps:
+        cells = []
+        for result in run.results:
+            entry = result.get("steps", {}).get(step, {})
+            extra = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("cpu_s", "calls"))
+            cells.append(f"{entry.get('cpu_s', 0.0):6.2f} s {entry.get('calls', 0):5} calls"
+                         + (f" ({extra})" if extra else ""))
+        log(f"  {step:<20} " + " | ".join(cells))
+
+
 def measure_flows(info: BrokerInfo, topic: str, partitions: int, traffic: Traffic, *, runs: int,
                   workdir: Path, modes: list[tuple[str, int]]) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
@@ -334,6 +350,7 @@ def measure_flows(info: BrokerInfo, topic: str, partitions: int, traffic: Traffi
             "the source reads each partition in a batch or two; EOF close-out; exit)")
         split: list[str] = []
         busiest = Figure(name + " CPU", "s", note="busiest process, first message -> exit")
+        summed = Figure(name + " CPU sum", "s", note="all processes, first message -> exit")
         cpu_splits: list[str] = []
         for run_index in range(runs):
             log(f"{name}: run {run_index + 1}/{runs}")
@@ -352,9 +369,12 @@ def measure_flows(info: BrokerInfo, topic: str, partitions: int, traffic: Traffi
                 # machine does not (other load), the CPU split also tells imbalance (one process
                 # far busier) from overhead (the sum above one process' figure).
                 busiest.values.append(max(cpu))
+                summed.values.append(sum(cpu))
                 cpu_splits.append("/".join(f"{c:.1f}" for c in cpu))
             log(f"{name}: CPU s per process after its first message: "
                 f"{', '.join(f'{c:.2f}' for c in cpu)}")
+            if STEP_CPU:
+                log_step_cpu(run)
         if mode == "consume":
             msgs = figures["consume-only messages/s"] = Figure("consume-only (Bytewax, 1p)",
                                                               "msgs/s")
@@ -363,6 +383,7 @@ def measure_flows(info: BrokerInfo, topic: str, partitions: int, traffic: Traffi
             figures[busiest.name] = busiest
             if processes > 1:
                 busiest.note += f"; per process: {', '.join(cpu_splits)}"
+                figures[summed.name] = summed
         if processes > 1:
             rate.note = f"messages per process: {', '.join(split)}"
     return figures
@@ -676,13 +697,21 @@ def profile_e2e(info: BrokerInfo, topic: str, partitions: int, workdir: Path) ->
     return out
 
 
-def profile_2p(info: BrokerInfo, topic: str, partitions: int, workdir: Path) -> None:
-    """The e2e flow in 2 processes, each sampled by py-spy; prints each one's hotspots."""
-    run = run_flow(info, topic, partitions, "e2e", 2, workdir, profile=True)
+def profile_processes(info: BrokerInfo, topic: str, partitions: int, workdir: Path,  # noqa: PLR0917
+                      processes: int, keep: Path | None = None) -> None:
+    """The e2e flow in `processes` processes, each sampled by py-spy; prints each one's
+    hotspots (1 process too: the same sampler on both sides of a 1p/2p comparison)."""
+    for old in workdir.glob("e2e-*.stacks"):
+        old.unlink()
+    run = run_flow(info, topic, partitions, "e2e", processes, workdir, profile=True)
     assert isinstance(run, ProcessRun)
     for index, path in enumerate(sorted(workdir.glob("e2e-*.stacks"))):
+        if keep is not None:  # for comparisons across runs (the workdir is deleted)
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, keep / f"e2e-{processes}p-{index}.stacks")
         own, total, samples = stack_summary(path.read_text())
-        print(f"\n--- e2e, process {index} of 2: {samples} samples holding the GIL (py-spy) ---")
+        print(f"\n--- e2e, process {index} of {processes}: {samples} samples holding the GIL "
+              "(py-spy) ---")
         print("  own %   total %  function")
         top = sorted(total, key=lambda name: -total[name])[:40]
         top += [name for name in sorted(own, key=lambda name: -own[name])[:25] if name not in top]
@@ -727,7 +756,7 @@ def _py_spy() -> str:
 # --- main -----------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="spanwatch performance bench",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__)
@@ -743,15 +772,30 @@ def main() -> int:
                         help="active series for the memory figure (default 1000 10000 100000; "
                              "quick 1000 10000)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["decode", "flows", "2p", "latency", "memory", "backtest"])
+                        choices=["decode", "flows", "consume", "2p", "latency", "memory",
+                                 "backtest"],
+                        help="parts to leave out (consume: the consume-only and Bytewax decode "
+                             "flows, keeping end-to-end)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the e2e flow in-process (cProfile) and print hotspots")
     parser.add_argument("--profile-2p", action="store_true",
                         help="also profile each process of the 2-process e2e flow")
+    parser.add_argument("--profile-1p", action="store_true",
+                        help="also profile the 1-process e2e flow as --profile-2p does (py-spy)")
+    parser.add_argument("--profile-out", type=Path,
+                        help="copy the py-spy stacks of --profile-1p/-2p to this directory")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--memory-worker", nargs=2, metavar=("N", "FILE"),
                         help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--step-cpu", action="store_true",
+                        help="time each step of the e2e flow in its process and log it per run")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    global STEP_CPU  # noqa: PLW0603 - a run-wide switch read where the processes start
+    STEP_CPU = args.step_cpu
     if args.memory_worker:
         memory_worker(int(args.memory_worker[0]), Path(args.memory_worker[1]))
         return 0
@@ -783,6 +827,8 @@ def main() -> int:
         if "flows" not in args.skip:
             modes = [("consume", 1), ("e2e", 1)] if quick else [
                 ("consume", 1), ("decode", 1), ("e2e", 1)]
+            if "consume" in args.skip:
+                modes = [mode for mode in modes if mode[0] == "e2e"]
             if "2p" not in args.skip:
                 modes.append(("e2e", 2))
             figures.update(measure_flows(info, topic, args.partitions, traffic, runs=runs,
@@ -806,8 +852,10 @@ def main() -> int:
 def profiles(args: argparse.Namespace, info: BrokerInfo, topic: str, workdir: Path) -> None:
     if args.profile:
         profile_e2e(info, topic, args.partitions, workdir)
+    if args.profile_1p:
+        profile_processes(info, topic, args.partitions, workdir, 1, args.profile_out)
     if args.profile_2p:
-        profile_2p(info, topic, args.partitions, workdir)
+        profile_processes(info, topic, args.partitions, workdir, 2, args.profile_out)
 
 
 def count_series(traffic: Traffic) -> int:
