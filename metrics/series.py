@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
+from typing import Any
 
 from ingest.span import EvalResult, LLMSpan
 
@@ -88,9 +89,18 @@ def label_value(record: Record, name: str) -> str:
     return MISSING if value is None else value
 
 
+def label_pairs(record: Record, names: tuple[str, ...]) -> SeriesKey:
+    """`(name, label_value(record, name))` for each of `names`, in order: one type check for
+    them all (rule families key every new label combination of a batch this way)."""
+    getters: Mapping[str, Callable[[Any], str | None]] = (
+        _SPAN_LABELS if isinstance(record, LLMSpan) else _EVAL_LABELS)
+    # `or`: a label value is a str or None, and the only false str is "" (MISSING itself).
+    return tuple([(name, getters[name](record) or MISSING) for name in names])
+
+
 def series_key(record: Record, group_by: tuple[str, ...]) -> SeriesKey:
     """The series of `record` under `group_by` (`()` is the one global series)."""
-    return tuple((name, label_value(record, name)) for name in canonical_group_by(group_by))
+    return label_pairs(record, canonical_group_by(group_by))
 
 
 def key_of(labels: Iterable[tuple[str, str]]) -> SeriesKey:

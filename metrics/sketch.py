@@ -87,17 +87,24 @@ def key_of(value: float) -> int:
     return int(_MAPPING.key(value))
 
 
-_LOG_MULTIPLIER = _MAPPING._multiplier  # the mapping's own constant (private attribute)
+KEY_MULTIPLIER: float = _MAPPING._multiplier  # the mapping's own constant (private attribute)
+KEY_ZERO_AT_MOST = _MIN_POSITIVE
+"""Values up to this count as zero (`sketch_key` None)."""
+LN2 = math.log(2)
+"""CPython's `math.log(value, 2)` is `math.log(value) / math.log(2)` (the two logs divided):
+dividing by this constant gives the same float without computing log(2) on every call."""
 _LOG = math.log
 _CEIL = math.ceil
 
 
 def sketch_key(value: float) -> int | None:
     """`key_of` a value as `QuantileSketch.add` bins it: None for values that count as zero.
-    (Inlined `LogarithmicMapping.key`, offset 0: the same float operations, the same keys.)"""
-    if value <= _MIN_POSITIVE:
+    (Inlined `LogarithmicMapping.key`, offset 0: the same float operations, the same keys;
+    `ceil` of a float already is the int `key_of` converts it to.) Hot paths (`plan_of`) inline
+    this expression: `None if v <= KEY_ZERO_AT_MOST else ceil(log(v) / LN2 * KEY_MULTIPLIER)`."""
+    if value <= KEY_ZERO_AT_MOST:
         return None
-    return int(_CEIL(_LOG(value, 2) * _LOG_MULTIPLIER) + 0.0)
+    return _CEIL(_LOG(value) / LN2 * KEY_MULTIPLIER)
 
 
 def value_of(key: int) -> float:

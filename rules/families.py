@@ -16,7 +16,14 @@ from ingest.span import EvalResult, LLMSpan
 from metrics.bucket import sketch_mask
 from metrics.catalog import SESSION_METRICS, reads
 from metrics.partial import SeriesNeeds
-from metrics.series import LABELS, SeriesKey, canonical_group_by, label_value, shard_of
+from metrics.series import (
+    LABELS,
+    SeriesKey,
+    canonical_group_by,
+    label_pairs,
+    label_value,
+    shard_of,
+)
 from rules.config import Rule, RulesConfig
 from rules.silences import Matcher, matches_all
 
@@ -41,7 +48,7 @@ class Family:
             labels = {name: label_value(record, name) for name in LABELS}
             if not matches_all(self.filters, labels):
                 return None
-        key = tuple((name, label_value(record, name)) for name in self.group_by)
+        key = label_pairs(record, self.group_by)
         return (*key, (FILTER_LABEL, self.tag)) if self.tag else key
 
     @property
