@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metrics.ring import CompactRing
-from tests.metrics.test_ring import Ring
-from tests.metrics.test_ring_held import UNIT, blob, puts, reference
+from tests.metrics.test_ring_held import UNIT, blob, checked_ranges, puts, reference
 
 
 @settings(max_examples=300)
@@ -16,19 +15,9 @@ from tests.metrics.test_ring_held import UNIT, blob, puts, reference
                                                    st.integers(0, 30 * UNIT)), max_size=6))
 def test_has_data_is_whether_some_interval_in_the_range_holds_data(
         items: list[tuple[int, bytes | None]], size: int, ranges: list[tuple[int, int]]) -> None:
-    plain, compact = Ring(UNIT, size), CompactRing(UNIT, size)
-    assert not compact.has_data(0, 10**9)
-    for slot, data in items:
-        try:
-            compact.put(slot * UNIT, data)
-        except ValueError:  # older than the ring holds
-            continue
-        plain.put(slot * UNIT, data or None)
-        assert compact.end_unix_ns is not None
-        whole = (compact.end_unix_ns - size * UNIT, compact.end_unix_ns)
-        for start, length in [whole, (0, 10**9), *ranges]:  # unaligned bounds included
-            expected = bool(reference(plain, start, start + length))
-            assert compact.has_data(start, start + length) is expected
+    assert not CompactRing(UNIT, size).has_data(0, 10**9)
+    for plain, compact, start, end in checked_ranges(items, size, ranges):
+        assert compact.has_data(start, end) is bool(reference(plain, start, end))
 
 
 @given(blob)

@@ -4,6 +4,7 @@ newest first, exactly as reading every interval one by one with `get` finds them
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -33,11 +34,12 @@ blob = st.none() | st.just(b"") | st.binary(min_size=1, max_size=12)
 puts = st.lists(st.tuples(st.integers(0, 60), blob), max_size=80)
 
 
-@settings(max_examples=300)
-@given(puts, st.integers(1, 9), st.lists(st.tuples(st.integers(-5 * UNIT, 70 * UNIT),
-                                                   st.integers(0, 30 * UNIT)), max_size=6))
-def test_held_lists_the_intervals_holding_data_newest_first(
-        items: list[tuple[int, bytes | None]], size: int, ranges: list[tuple[int, int]]) -> None:
+def checked_ranges(items: list[tuple[int, bytes | None]], size: int,
+                   ranges: list[tuple[int, int]]
+                   ) -> Iterator[tuple[Ring, CompactRing, int, int]]:
+    """After each put of `items` into a plain and a compact ring of `size`: both rings and each
+    (start, end) to compare them over: the held span, everything, and `ranges` as (start,
+    length) (unaligned bounds included). Puts older than the compact ring holds are skipped."""
     plain, compact = Ring(UNIT, size), CompactRing(UNIT, size)
     for slot, data in items:
         try:
@@ -47,8 +49,17 @@ def test_held_lists_the_intervals_holding_data_newest_first(
         plain.put(slot * UNIT, data or None)
         assert compact.end_unix_ns is not None
         whole = (compact.end_unix_ns - size * UNIT, compact.end_unix_ns)
-        for start, length in [whole, (0, 10**9), *ranges]:  # unaligned bounds included
-            assert compact.held(start, start + length) == reference(plain, start, start + length)
+        for start, length in [whole, (0, 10**9), *ranges]:
+            yield plain, compact, start, start + length
+
+
+@settings(max_examples=300)
+@given(puts, st.integers(1, 9), st.lists(st.tuples(st.integers(-5 * UNIT, 70 * UNIT),
+                                                   st.integers(0, 30 * UNIT)), max_size=6))
+def test_held_lists_the_intervals_holding_data_newest_first(
+        items: list[tuple[int, bytes | None]], size: int, ranges: list[tuple[int, int]]) -> None:
+    for plain, compact, start, end in checked_ranges(items, size, ranges):
+        assert compact.held(start, end) == reference(plain, start, end)
 
 
 def test_held_of_an_empty_ring_or_range_is_empty() -> None:
