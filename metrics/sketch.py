@@ -100,8 +100,7 @@ _CEIL = math.ceil
 def sketch_key(value: float) -> int | None:
     """`key_of` a value as `QuantileSketch.add` bins it: None for values that count as zero.
     (Inlined `LogarithmicMapping.key`, offset 0: the same float operations, the same keys;
-    `ceil` of a float already is the int `key_of` converts it to.) Hot paths (`plan_of`) inline
-    this expression: `None if v <= KEY_ZERO_AT_MOST else ceil(log(v) / LN2 * KEY_MULTIPLIER)`."""
+    `ceil` of a float already is the int `key_of` converts it to.)"""
     if value <= KEY_ZERO_AT_MOST:
         return None
     return _CEIL(_LOG(value) / LN2 * KEY_MULTIPLIER)
