@@ -211,20 +211,8 @@ class SlotIds:
                     self.slot_keys.append((index, key))
                     self.sort_keys.append((index, *[part for pair in key for part in pair]))
                 ids.append(slot_id)
-            slot_ids = tuple(ids)
-            if slot_ids.count(None) == len(slot_ids):
-                slot_ids = nowhere(len(slot_ids))
-            entry = self._entries[keys] = (keys, slot_ids)
+            entry = self._entries[keys] = (keys, tuple(ids))
         return entry
-
-
-_NOWHERE: dict[int, tuple[None, ...]] = {}
-
-
-def nowhere(functions: int) -> tuple[None, ...]:
-    """The slot ids of an `Entry` in no series under `functions` key functions: one object
-    per length, so pre-aggregation skips such records by identity."""
-    return _NOWHERE.setdefault(functions, (None,) * functions)
 
 
 class SeriesNeeds(NamedTuple):
@@ -353,7 +341,7 @@ def preaggregate_each(records: Iterable[LLMSpan | EvalResult],
         return ids.entry(tuple([key_of(record) for key_of in functions]))
 
     return [(ids.slot_keys[slot_id][0], partial)
-            for slot_id, partial in _preaggregate(records, entry_of, ids, len(functions),
+            for slot_id, partial in _preaggregate(records, entry_of, ids,
                                                   categories=categories)]
 
 
@@ -364,8 +352,8 @@ def preaggregate_slots(records: Iterable[LLMSpan | EvalResult], keys_of: LabelKe
     function index: `keys_of.ids.slot_keys[slot_id]` is (index, series) until `keys_of.ids`
     is replaced, so callers can memoise per-series facts by an int."""
     keys_of.start_batch()
-    return _preaggregate(records, keys_of.entry, keys_of.ids, len(keys_of._functions),
-                         categories=categories, needs=keys_of.needs)
+    return _preaggregate(records, keys_of.entry, keys_of.ids, categories=categories,
+                         needs=keys_of.needs)
 
 
 _build_partial: Callable[..., Partial] = fast_builder(Partial)
@@ -386,15 +374,14 @@ def _planned(needs: tuple[SeriesNeeds, ...]) -> tuple[int, tuple[SeriesNeeds, ..
 
 def _preaggregate(records: Iterable[LLMSpan | EvalResult],
                   entry_of: Callable[[LLMSpan | EvalResult], Entry], ids: SlotIds,
-                  functions: int, *, categories: EvalCategories,
+                  *, categories: EvalCategories,
                   needs: tuple[SeriesNeeds, ...] | None = None) -> list[tuple[int, Partial]]:
-    """`functions`: how many key functions `entry_of` keys by; `needs`: per key function, what
-    its partials carry (None: everything)."""
+    """`needs`: per key function, what its partials carry (None: everything)."""
     slot_keys, sort_keys = ids.slot_keys, ids.sort_keys
     planned = ALL_SKETCHES
     if needs is not None:
         planned, needs = _planned(needs)
-    by_slot, large = _slots(_groups(records, entry_of, nowhere(functions)),
+    by_slot, large = _slots(_groups(records, entry_of),
                             needs is None or any(need.sessions for need in needs), planned)
 
     def needs_of(slot: int) -> SeriesNeeds:
@@ -483,17 +470,13 @@ Group = tuple[tuple[int | None, ...], list[LLMSpan | EvalResult]]
 
 
 def _groups(records: Iterable[LLMSpan | EvalResult],
-            entry_of: Callable[[LLMSpan | EvalResult], Entry], nowhere: object
-            ) -> dict[tuple[int, int], Group]:
+            entry_of: Callable[[LLMSpan | EvalResult], Entry]) -> dict[tuple[int, int], Group]:
     """Records by (entry, minute), in first-seen order: entries are shared per distinct keys,
-    so records with the same keys are grouped by an int. Records whose slot ids are
-    `nowhere` (no series) are left out."""
+    so records with the same keys are grouped by an int."""
     groups: dict[tuple[int, int], Group] = {}
     for record in records:
         entry = entry_of(record)
         slot_ids = entry[1]
-        if slot_ids is nowhere:
-            continue
         at = record.end_unix_ns if isinstance(record, LLMSpan) else record.at_unix_ns
         minute = at - at % MINUTE_NS
         group = groups.get((id(entry), minute))
@@ -515,6 +498,8 @@ def _slots(groups: dict[tuple[int, int], Group], sessions: bool, sketches: int
     by_slot: dict[int, list[_Combo]] = {}
     large = False
     for (_, minute), (slot_ids, members) in groups.items():
+        if slot_ids.count(None) == len(slot_ids):  # in no series: not planned
+            continue
         combo = _combo(members, sessions, sketches)
         if len(members) >= SHARED_FOLD_MIN:
             large = True

@@ -11,8 +11,6 @@ from metrics.partial import (
     KeyFunction,
     LabelKeys,
     SeriesNeeds,
-    SlotIds,
-    nowhere,
     preaggregate_each,
     preaggregate_slots,
 )
@@ -89,11 +87,3 @@ def test_records_in_no_series_are_left_out() -> None:
     assert partial.records == len(prod)
     assert partial.bucket.pack() == _folded_alone(prod)
     assert preaggregate_each(staging, [_prod_only, _never]) == []
-
-
-def test_entries_in_no_series_share_one_slot_ids_object() -> None:
-    ids = SlotIds()
-    key: SeriesKey = (("service", "a"),)
-    assert ids.entry((None, None))[1] is nowhere(2)
-    assert ids.entry((None, key))[1] is not nowhere(2)
-    assert nowhere(0) == () and nowhere(3) == (None, None, None)
