@@ -187,7 +187,7 @@ class RuleEvaluator:
             rebaseline = getattr(detector, "rebaseline", None)
             if callable(rebaseline):
                 rebaseline()
-        weight = n if n > 1 else 1
+        weight = max(1, n)
         score = detector.score(value, now.at, n=weight)
         detector.learn(value, now.at, n=weight)
         evaluation = _scored(ready, labels, score, end=end, versions=versions,
@@ -431,17 +431,14 @@ def _evaluation(ready: _Ready, labels: Labels, *, end: int, versions: _Versions,
     at `end`: `traces` are the view's exemplar trace ids (none without a view). A function,
     not an object per evaluation: one is made for every rule and series each minute."""
     rule = ready.rule
-    if score is None:
-        return Evaluation(
-            rule=rule.name, tier=rule.tier, labels=labels, at_unix_ns=end,
-            window_s=ready.window_s, is_breach=is_breach, value=value, threshold=threshold,
-            samples=samples, is_gated=is_gated, exemplar_trace_ids=traces, versions=versions,
-            changed=changed, detail=detail)
     return Evaluation(
         rule=rule.name, tier=rule.tier, labels=labels, at_unix_ns=end, window_s=ready.window_s,
-        is_breach=is_breach, value=value, threshold=threshold, baseline=score.baseline,
-        spread=score.spread, anomaly=score.anomaly, samples=samples, is_gated=is_gated,
-        exemplar_trace_ids=traces, versions=versions, changed=changed, detail=detail)
+        is_breach=is_breach, value=value, threshold=threshold,
+        baseline=score.baseline if score is not None else None,
+        spread=score.spread if score is not None else None,
+        anomaly=score.anomaly if score is not None else None,
+        samples=samples, is_gated=is_gated, exemplar_trace_ids=traces, versions=versions,
+        changed=changed, detail=detail)
 
 
 def _scored(ready: _Ready, labels: Labels, score: Score | None, *, end: int,
