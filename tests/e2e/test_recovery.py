@@ -22,15 +22,19 @@ from notify.outbox import OutboxRow
 from tests.broker import KafkaUnderTest, new_topic
 from tests.e2e.conftest import PARTITIONS, RUN_TIMEOUT_S, Traffic, Vendors, new_spanwatch
 from tests.e2e.harness import RunResult, Spanwatch, result_of
-from tests.e2e.scenarios import BURST, UNSAFE_AT
+from tests.e2e.scenarios import BURST, MINUTES, UNSAFE_AT
 from tests.e2e.traffic import publish
 
 pytestmark = pytest.mark.kafka
 SPLIT_MINUTE = BURST[0] + 12
 """Traffic before this minute is published first: the burst's page fires within it, its resolve
 needs later traffic."""
+TAIL_MINUTE = UNSAFE_AT + 10
+"""Traffic from this minute on (and the end markers) is published only after the second kill:
+the safety page the test waits for fires within the traffic before it, so that kill always
+lands before the end of traffic, however fast the flow works through what it was given."""
 BURST_PAGE = "spanwatch/pagerduty/provider-error-rate-high{}"
-assert BURST[1] < SPLIT_MINUTE < UNSAFE_AT
+assert BURST[1] < SPLIT_MINUTE < UNSAFE_AT < TAIL_MINUTE < MINUTES
 
 
 def _minute(key: bytes) -> int:
@@ -76,14 +80,16 @@ def test_kill_9_twice_sends_what_an_uninterrupted_run_sends(
         spanwatch.kill()
         assert [e["event_action"] for e in vendors.pagerduty.events()
                 if e["dedup_key"] == BURST_PAGE] == ["trigger"]
-        publish(kafka.bootstrap, topic, [i for i in items if _minute(i[0]) >= SPLIT_MINUTE],
-                PARTITIONS, markers=incidents_traffic.markers)
+        publish(kafka.bootstrap, topic,
+                [i for i in items if SPLIT_MINUTE <= _minute(i[0]) < TAIL_MINUTE], PARTITIONS)
         spanwatch.start()
         # 2. Killed mid-stream, while it works through the rest (the snapshot it resumes from
         # is up to one snapshot interval old, so some input and output is replayed).
         spanwatch.wait_for_log(r"alert rule=safety-eval-failure tier=1 state=firing",
                                RUN_TIMEOUT_S, after=spanwatch.start_offset())
         spanwatch.kill()
+        publish(kafka.bootstrap, topic, [i for i in items if _minute(i[0]) >= TAIL_MINUTE],
+                PARTITIONS, markers=incidents_traffic.markers)
         spanwatch.start()
         spanwatch.wait_for_end(RUN_TIMEOUT_S)
     finally:
