@@ -107,3 +107,28 @@ def build(params: Mapping[str, Any]) -> Detector[Any]:
         raise DetectorConfigError(
             f"kind {kind!r} is unknown; expected one of {', '.join(kinds())}")
     return _REGISTRY[str(kind)]({k: v for k, v in params.items() if k != "kind"})
+
+
+def maker(params: Mapping[str, Any]) -> Callable[[], Detector[Any]]:
+    """A function making fresh detectors equal to `build(params)`'s, the table read and checked
+    once (rule evaluation makes one per rule and series; reading the table was most of that).
+
+    Factories parse the table into a frozen `config` and return `type(detector)(config)`;
+    that is checked once here on the first detector (a fresh one from its config must have
+    the same snapshot), else each detector is `build(params)` again.
+
+    Raises:
+        DetectorConfigError: as `build`.
+    """
+    first = build(params)
+    config = getattr(first, "config", None)
+    cls = type(first)
+    try:
+        same = config is not None and \
+            cls(config).snapshot() == first.snapshot()  # type: ignore[call-arg]
+    except TypeError:  # a constructor taking more than the config
+        same = False
+    if not same:
+        table = dict(params)
+        return lambda: build(table)
+    return lambda: cls(config)  # type: ignore[call-arg]

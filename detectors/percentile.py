@@ -139,6 +139,10 @@ class _Store:
                 self.zeros)
 
 
+_EMPTY_EXPORT: tuple[Bins, Bins, int] = ((), (), 0)
+"""`_Store.empty().export()`."""
+
+
 class Percentile(TrailingWindow):
     """Compares each value with `factor` x the trailing window's quantile."""
 
@@ -146,12 +150,16 @@ class Percentile(TrailingWindow):
     config: PercentileConfig
 
     def _reset(self) -> None:
-        self._buckets = [_Store.empty() for _ in self._ring.ids]
+        # A slot's store is made when it first learns a point (None: empty): a new series'
+        # detector would otherwise make two `Counter`s for each of its 24-168 slots at once.
+        self._buckets: list[_Store | None] = [None] * len(self._ring.ids)
         self._held = _Store.empty()  # all buckets in the ring merged, kept up to date
 
     def _clear(self, slot: int) -> None:
-        self._held.merge(self._buckets[slot], sign=-1)
-        self._buckets[slot] = _Store.empty()
+        bucket = self._buckets[slot]
+        if bucket is not None:
+            self._held.merge(bucket, sign=-1)
+            self._buckets[slot] = None
 
     def threshold_quantile(self, at: datetime) -> float | None:
         """The window's quantile, or None while the window is too thin."""
@@ -161,7 +169,9 @@ class Percentile(TrailingWindow):
         if len(slots) < sum(held is not None for held in self._ring.ids):
             window = _Store.empty()  # some held buckets have aged out: merge the rest
             for slot in slots:
-                window.merge(self._buckets[slot])
+                bucket = self._buckets[slot]
+                if bucket is not None:
+                    window.merge(bucket)
         c = self.config
         if window.count < c.min_count or self._ring.coverage(at_s, slots, c.window_s) < (
                 c.min_coverage):
@@ -190,6 +200,8 @@ class Percentile(TrailingWindow):
         if slot is None:
             return
         bucket = self._buckets[slot]
+        if bucket is None:
+            bucket = self._buckets[slot] = _Store.empty()
         added = _Store.empty()
         added.add(value, n)
         bucket.merge(added)
@@ -199,7 +211,8 @@ class Percentile(TrailingWindow):
             self._held.merge(moved)
 
     def snapshot(self) -> PercentileState:
-        exported = [bucket.export() for bucket in self._buckets]
+        exported = [_EMPTY_EXPORT if bucket is None else bucket.export()
+                    for bucket in self._buckets]
         return PercentileState(
             VERSION, self.config, tuple(self._ring.ids), tuple(e[0] for e in exported),
             tuple(e[1] for e in exported), tuple(e[2] for e in exported),

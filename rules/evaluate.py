@@ -14,11 +14,12 @@ sample size, so overlapping windows would count each request several times).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from detectors import Detector, Score
+from detectors import Detector, Score, maker
 from metrics.bucket import MINUTE_NS, Bucket
 from metrics.catalog import Compute, MetricValue, metric_function, reads
 from metrics.cost_mix import COST_METRICS, baseline_span, compare_windows
@@ -82,12 +83,15 @@ class RuleEvaluator:
         closes a minute with data."""
         self._memo_shard: ShardWindows | None = None
         """The shard `_memos` hold views of."""
+        self._makers: dict[str, Callable[[], Detector[Any]]] = {}
+        """Per rule name, what makes a series' new detector (`detectors.maker`: the rule's
+        detector table read once, not once per series)."""
 
     def __getstate__(self) -> dict[str, Any]:
-        # The memos (a cache) and `_ready` (made from `_compiled`): snapshots hold exactly
-        # what they held before those existed.
+        # The memos (a cache), `_ready` (made from `_compiled`) and the detector makers (from
+        # the rules): snapshots hold exactly what they held before those existed.
         state = dict(self.__dict__)
-        del state["_memos"], state["_memo_shard"], state["_ready"]
+        del state["_memos"], state["_memo_shard"], state["_ready"], state["_makers"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -95,6 +99,7 @@ class RuleEvaluator:
         self._ready = _ready(self._compiled)
         self._memos = {}
         self._memo_shard = None
+        self._makers = {}
 
     @property
     def detector_count(self) -> int:
@@ -245,7 +250,10 @@ class RuleEvaluator:
         slot = (rule.name, key)
         detector = self._detectors.get(slot)
         if detector is None:
-            detector = self._detectors[slot] = rule.build_detector()
+            make = self._makers.get(rule.name)
+            if make is None:  # `rule.build_detector()`, the table read once
+                make = self._makers[rule.name] = maker(rule.detector_params())
+            detector = self._detectors[slot] = make()
         return detector
 
     def _changed(self, rule: Rule, key: SeriesKey, views: _Views, end: int,
@@ -272,6 +280,7 @@ class RuleEvaluator:
         self._by_slot = _by_slot(self._compiled)
         self._ready = _ready(self._compiled)
         self._memos, self._memo_shard = {}, None
+        self._makers = {}
         return changed
 
 
