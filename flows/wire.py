@@ -55,6 +55,8 @@ _EVAL_SCORE = _EVAL_FIELDS.index("score")
 _EVAL_CONTEXT = _EVAL_FIELDS.index("context")
 _SCORE_VALUES = attrgetter(*(f.name for f in fields(EvalScore)))
 
+_new_plan = tuple.__new__
+"""`SpanPlan(...)` without the named tuple's Python `__new__` (as `plan_of` builds them)."""
 _build_eval: Callable[..., EvalResult] = fast_builder(EvalResult)
 _build_score: Callable[..., EvalScore] = fast_builder(EvalScore)
 _build_partial: Callable[..., Partial] = fast_builder(Partial)
@@ -128,10 +130,9 @@ def _plan_row(plan: SpanPlan | EvalResult, shapes: dict[SpanShape, int],
         return (None, _record_row(plan, contexts))
     if type(plan) is not SpanPlan:
         raise _UnexpectedItemError(type(plan).__name__)
-    shape = shapes.setdefault(plan.shape, len(shapes))
-    scores = tuple(_score_row(score) for score in plan.scores) if plan.scores else ()
-    return (shape, plan.event_unix_ns, plan.exemplar, plan.sums, plan.sketch_keys, scores,
-            plan.cost_usage)
+    shape, event, exemplar, sums, sketch_keys, scores, cost_usage = plan
+    return (shapes.setdefault(shape, len(shapes)), event, exemplar, sums, sketch_keys,
+            tuple([_SCORE_VALUES(score) for score in scores]) if scores else (), cost_usage)
 
 
 def _plan_of(row: Row, shapes: Sequence[SpanShape], contexts: list[TraceContext]
@@ -139,9 +140,9 @@ def _plan_of(row: Row, shapes: Sequence[SpanShape], contexts: list[TraceContext]
     if row[0] is None:
         return _eval_of(row[1], contexts)
     shape, event, exemplar, sums, sketch_keys, scores, cost_usage = row
-    return SpanPlan(shapes[shape], event, exemplar, sums, sketch_keys,
-                    tuple(_build_score(*score) for score in scores) if scores else (),
-                    cost_usage)
+    return _new_plan(SpanPlan, (shapes[shape], event, exemplar, sums, sketch_keys,
+                                tuple([_build_score(*score) for score in scores]) if scores
+                                else (), cost_usage))
 
 
 def _partial_row(partial: Partial, shapes: dict[SpanShape, int], contexts: _Table,
@@ -153,21 +154,22 @@ def _partial_row(partial: Partial, shapes: dict[SpanShape, int], contexts: _Tabl
     else:
         category = categories.setdefault(id(partial.categories),
                                          (len(categories), partial.categories))[0]
+    sessions, plans = partial.sessions, partial.plans
     return (partial.key, partial.minute_start_unix_ns, folded,
-            tuple([_TOUCH_VALUES(touch) for touch in partial.sessions]),
-            tuple(_plan_row(plan, shapes, contexts) for plan in partial.plans), category)
+            tuple([_TOUCH_VALUES(touch) for touch in sessions]) if sessions else (),
+            tuple([_plan_row(plan, shapes, contexts) for plan in plans]) if plans else (),
+            category)
 
 
 def _partial_of(row: Row, shapes: Sequence[SpanShape], contexts: list[TraceContext],
                 categories: Sequence[EvalCategories]) -> Partial:
     key, minute, folded, sessions, plans, category = row
-    bucket: Bucket | None = None
-    if folded is not None:
-        bucket = Bucket()
-        bucket.merge_fields(folded, live=True)  # a minute's partial: its sketches stay live
+    # A minute's partial: its sketches stay live.
+    bucket = None if folded is None else Bucket.from_fields(folded, live=True)
     return _build_partial(
-        key, minute, bucket, tuple([_build_touch(*touch) for touch in sessions]),
-        tuple(_plan_of(plan, shapes, contexts) for plan in plans),
+        key, minute, bucket,
+        tuple([_build_touch(*touch) for touch in sessions]) if sessions else (),
+        tuple([_plan_of(plan, shapes, contexts) for plan in plans]) if plans else (),
         DEFAULT_CATEGORIES if category < 0 else categories[category])
 
 

@@ -91,6 +91,13 @@ class WorstSpans:
     def merge(self, items: Iterable[Exemplar]) -> None:
         self.offer_many(list(items))
 
+    def restore(self, items: Sequence[Exemplar]) -> None:
+        """Take over the `items` of a `WorstSpans` of the same limit (worst first, one per
+        trace) as they are, into an empty one: `merge` without sorting them out again."""
+        if self._items:
+            raise ValueError("restore needs an empty WorstSpans")
+        self._items = list(items)
+
 
 class BoundedSet:
     """The `limit` smallest distinct values seen, and whether there were more.
@@ -136,6 +143,14 @@ class BoundedSet:
         mine = self._values
         self._add_new({value for value in values if value not in mine})
         self.is_truncated = self.is_truncated or is_truncated
+
+    def restore(self, values: Sequence[str], is_truncated: bool) -> None:
+        """Take over the `values` of a `BoundedSet` of the same limit (sorted, at most `limit`)
+        as they are, into an empty one: `merge` without sorting them out again."""
+        if self._values or self.is_truncated:
+            raise ValueError("restore needs an empty BoundedSet")
+        self._values = list(map(sys.intern, values))
+        self.is_truncated = is_truncated
 
     def _add_new(self, new: set[str]) -> None:
         """`add` of each of `new` (none of them kept yet) at once: the smallest of the union."""

@@ -460,8 +460,8 @@ def _masked(plans: tuple[Planned, ...], sketches: int,
     are), once per batch for the same plans (a combo's plans reach a series per family)."""
     found = known.get((id(plans), sketches))
     if found is None:
-        found = known[id(plans), sketches] = tuple(
-            masked_plan(p, sketches) if isinstance(p, SpanPlan) else p for p in plans)
+        found = known[id(plans), sketches] = tuple([
+            masked_plan(p, sketches) if isinstance(p, SpanPlan) else p for p in plans])
     return found
 
 
