@@ -23,6 +23,7 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ingest.span import EvalResult, LLMSpan, TraceContext, build_context, fast_builder
 
@@ -42,6 +43,17 @@ def _event_unix_ns(record: Record) -> int:
     return record.end_unix_ns if isinstance(record, LLMSpan) else record.at_unix_ns
 
 
+class _Subject(NamedTuple):
+    """What labelling an evaluation reads of the LLM span it judges (`_labelled`): kept per
+    LLM span of a trace instead of the span, so the memory of up to `max_finished_traces`
+    finished traces does not keep their spans alive. (Recovery snapshots taken before this
+    hold `LLMSpan`s here, which have the same three attributes.)"""
+
+    context: TraceContext
+    provider: str | None
+    model: str | None
+
+
 @dataclass(slots=True)
 class _OpenTrace:
     deadline_unix_ns: int
@@ -52,19 +64,19 @@ class _OpenTrace:
     """The lowest limit of the held records (None: nothing held); see `hold_limit_unix_ns`."""
     held_spans: list[LLMSpan] = field(default_factory=list)
     held_evals: list[EvalResult] = field(default_factory=list)
-    subject: LLMSpan | None = None
+    subject: _Subject | None = None
     """An LLM span of the trace; evaluations without a span id are labelled with its model."""
-    subjects_by_span: dict[str, LLMSpan] = field(default_factory=dict)
+    subjects_by_span: dict[str, _Subject] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class _Finished:
     context: TraceContext
-    subject: LLMSpan | None
-    subjects_by_span: dict[str, LLMSpan]
+    subject: _Subject | None
+    subjects_by_span: dict[str, _Subject]
 
 
-_new_finished: Callable[[TraceContext, LLMSpan | None, dict[str, LLMSpan]], _Finished] = \
+_new_finished: Callable[[TraceContext, _Subject | None, dict[str, _Subject]], _Finished] = \
     fast_builder(_Finished)
 """`_Finished(...)` without the frozen `__init__` (one per trace; same object, same pickle)."""
 
@@ -185,8 +197,10 @@ class TraceAssembler:
             return
         trace = self._open.get(trace_id) or self._trace(trace_id, span)
         if span.kind in ("llm", "embedding"):
-            trace.subject = trace.subject or span
-            trace.subjects_by_span[span.span_id] = span
+            subject = _Subject(span.context, span.provider, span.request_model
+                               or span.response_model)
+            trace.subject = trace.subject or subject
+            trace.subjects_by_span[span.span_id] = subject
         if span.parent_span_id is None:  # the root (span.is_root, without the call)
             trace.root_context = span.context
             out.append(span)
@@ -272,8 +286,8 @@ class TraceAssembler:
             self._finished.popitem(last=False)
 
 
-def _labelled(result: EvalResult, context: TraceContext, subject: LLMSpan | None,
-              subjects_by_span: dict[str, LLMSpan]) -> EvalResult:
+def _labelled(result: EvalResult, context: TraceContext, subject: _Subject | None,
+              subjects_by_span: dict[str, _Subject]) -> EvalResult:
     """The evaluation labelled like the span it judges (its own span, else the trace's)."""
     target = subjects_by_span.get(result.span_id or "") or subject
     if target is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import pickle
 from dataclasses import FrozenInstanceError, replace
+from typing import Any
 
 import pytest
 
@@ -98,6 +101,52 @@ def test_evaluation_arriving_after_its_trace_was_released_is_still_labelled() ->
     assert isinstance(result, EvalResult)
     assert result.model == "gpt-4o-mini"
     assert result.context.session_id == "s1"
+
+
+
+def _objects_in(value: object, seen: set[int] | None = None) -> list[object]:
+    """Every object reachable from `value` (through gc referents)."""
+    seen = set() if seen is None else seen
+    out: list[object] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        out.append(item)
+        stack.extend(gc.get_referents(item))
+    return out
+
+
+def test_released_traces_keep_no_spans_alive() -> None:
+    """Up to `max_finished_traces` released traces are remembered for late evaluations; they
+    keep what labelling reads, not the spans (200k traces of spans held a lot of memory)."""
+    assembler = _assembler(wait_s=1)
+    assembler.add(_span("t1", "llm", 10, service="bot"))
+    assembler.add(_span("t1", "root", 11, parent=None, kind="request", session_id="s1"))
+    assembler.add(_span("t2", "x", 20))  # releases t1
+    assert not any(isinstance(o, LLMSpan) for o in _objects_in(assembler._finished))
+    (result,) = assembler.add(_eval("t1", "llm"))
+    assert isinstance(result, EvalResult)
+    assert (result.model, result.provider) == ("gpt-4o-mini", "openai")
+    assert result.context == TraceContext(service="bot", session_id="s1")
+
+
+def test_a_snapshot_remembering_spans_still_labels_late_evaluations() -> None:
+    """Recovery snapshots taken before the change hold the judged `LLMSpan`s themselves."""
+    assembler = _assembler(wait_s=1)
+    assembler.add(_span("t1", "root", 11, parent=None, kind="request", session_id="s1"))
+    assembler.add(_span("t2", "x", 20))  # releases t1
+    span = _span("t1", "llm", 10, service="bot")
+    finished: Any = type(assembler._finished["t1"])  # as old snapshots built it
+    old = finished(assembler._finished["t1"].context, span, {"llm": span})
+    assembler._finished["t1"] = old
+    restored = pickle.loads(pickle.dumps(assembler))  # noqa: S301 - our own bytes
+    (result,) = restored.add(_eval("t1", "llm"))
+    assert isinstance(result, EvalResult)
+    assert (result.model, result.provider) == ("gpt-4o-mini", "openai")
+    assert result.context == TraceContext(service="bot", session_id="s1")
 
 
 # --- clocked by the watermark (own_clock=False), as in the flow ---------------------------------
