@@ -104,9 +104,10 @@ def test_evaluation_arriving_after_its_trace_was_released_is_still_labelled() ->
 
 
 
-def _objects_in(value: object, seen: set[int] | None = None) -> list[object]:
-    """Every object reachable from `value` (through gc referents)."""
-    seen = set() if seen is None else seen
+def _objects_in(value: object) -> list[object]:
+    """Every object reachable from `value` through gc referents, but not through classes
+    (an instance refers to its class, whose functions reach every module's globals)."""
+    seen: set[int] = set()
     out: list[object] = []
     stack = [value]
     while stack:
@@ -115,7 +116,8 @@ def _objects_in(value: object, seen: set[int] | None = None) -> list[object]:
             continue
         seen.add(id(item))
         out.append(item)
-        stack.extend(gc.get_referents(item))
+        if not isinstance(item, type):
+            stack.extend(gc.get_referents(item))
     return out
 
 
