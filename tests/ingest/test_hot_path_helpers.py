@@ -34,7 +34,8 @@ def _span(trace: str, span: str, *, parent: str | None = "root", kind: str = "ll
 
 
 def test_fast_built_finished_trace_and_empty_context_equal_and_pickle_as_the_plain_ones() -> None:
-    subject = _span("t1", "a", service="bot")
+    span = _span("t1", "a", service="bot")
+    subject = assembly._Subject(span.context, span.provider, span.model)
     context = TraceContext(service="bot", session_id="s1")
     fast = assembly._new_finished(context, subject, {"a": subject})
     plain = assembly._Finished(context, subject, {"a": subject})
