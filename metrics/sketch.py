@@ -611,9 +611,10 @@ def _decode_parts(parts: list[bytes]) -> tuple[list[Counts], list[Counts]]:
             count_arrays.append(counts)
     for group, decode in ((unary, _decode_unary), (dense, _decode_dense_bytes)):
         if len(group) == 1:
-            run = _decode_run(group[0])
+            run = _run_of(group[0])
             assert run is not None  # the group is unary or dense
-            low, counts = run
+            low, row = run
+            counts = np.array(row, np.int64)
             keys = np.arange(low, low + len(counts), dtype=np.int64)
         elif group:
             keys, counts = decode(group)
@@ -654,25 +655,9 @@ def _decode_dense_bytes(parts: list[bytes]) -> tuple[Counts, Counts]:
     return keys, counts.astype(np.int64)
 
 
-def _decode_run(payload: bytes) -> tuple[int, Counts] | None:
-    """Lowest key and counts of a unary or dense payload (None for sparse): `_decode` with fewer
-    numpy calls (unary bits split as a string of 0/1)."""
-    layout, width_code = payload[0] & 3, payload[0] >> 2
-    if layout == _UNARY:
-        _, low, bins = _UNARY_HEAD.unpack_from(payload)
-        body = payload[_HEADER + 2:]
-        bits = f"{int.from_bytes(body, 'big'):0{8 * len(body)}b}"
-        # runs of ones before each of the first `bins` zeros (the rest is padding)
-        return low, np.fromiter(map(len, bits.split("0", bins)), np.int64, bins)
-    if layout == _DENSE:
-        return _HEAD.unpack_from(payload)[1], np.frombuffer(
-            payload, _WIDTHS[width_code][1], offset=_HEADER).astype(np.int64)
-    return None
-
-
 def _run_of(payload: bytes) -> tuple[int, list[int]] | None:
-    """`_decode_run` as a plain list (the counts of a unary or dense payload from its lowest
-    key; None for sparse): no numpy call for a one-payload view."""
+    """Lowest key and counts of a unary or dense payload (None for sparse), as a plain list:
+    `_decode` without numpy calls (unary bits split as a string of 0/1)."""
     layout, width_code = payload[0] & 3, payload[0] >> 2
     if layout == _UNARY:
         _, low, bins = _UNARY_HEAD.unpack_from(payload)

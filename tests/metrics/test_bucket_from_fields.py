@@ -14,14 +14,8 @@ from metrics.bounded import BoundedSet, Exemplar, WorstSpans
 from metrics.bucket import ALL_SKETCHES, Bucket, SpanPlan, masked_plan, plan_of
 from metrics.bucket_state import STATE_VERSION
 from tests.metrics.strategies import Record, records, spans
+from tests.metrics.test_bucket import _bucket as _folded
 from tests.metrics.test_fold_plans import TRACES, crowded_spans
-
-
-def _folded(recs: list[Record]) -> Bucket:
-    bucket = Bucket()
-    for record in recs:
-        bucket.fold(record)
-    return bucket
 
 
 @settings(max_examples=80, deadline=None)

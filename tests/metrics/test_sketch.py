@@ -20,10 +20,10 @@ from metrics.sketch import (
     _decode,
     _decode_into,
     _decode_parts,
-    _decode_run,
     _encode,
     _encode_bins,
     _encode_dense,
+    _run_of,
     key_of,
 )
 
@@ -229,14 +229,14 @@ def test_decoding_many_payloads_at_once_sums_like_one_by_one(parts: list[bytes])
 
 @given(payloads)
 def test_the_run_decoder_reads_unary_and_dense_payloads_as_decode_does(payload: bytes) -> None:
-    run = _decode_run(payload)
+    run = _run_of(payload)
     keys, counts = _decode(payload)
     if payload[0] & 3 == 2:  # sparse: keys are not a run
         assert run is None
     else:
         assert run is not None
         assert run[0] == keys[0] and keys.tolist() == list(range(run[0], run[0] + len(keys)))
-        assert run[1].tolist() == counts.tolist()
+        assert run[1] == counts.tolist()
 
 
 @given(values)

@@ -1,5 +1,6 @@
 """`QuantileSketch._materialise` sums a few small payloads in plain Python (`_plain_dense`,
-`_run_of`, `_encode_counts`): the same bins, quantiles and canonical payload as numpy's path."""
+`_encode_counts`; `_run_of` is checked against `_decode` in test_sketch.py): the same bins,
+quantiles and canonical payload as numpy's path."""
 
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ import metrics.sketch as sketch_module
 from metrics.sketch import (
     BIN_LIMIT,
     QuantileSketch,
-    _decode_run,
     _encode_counts,
     _encode_dense,
-    _run_of,
 )
 
 QUANTILES = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0)
@@ -78,20 +77,6 @@ def test_bins_past_the_limit_take_numpy_and_collapse() -> None:
     assert wide._parts and len(wide._parts) == 2, "left as it was"
     assert len(wide._materialise()[1]) <= BIN_LIMIT
     assert wide.quantile(1.0) == pytest.approx(1e200, rel=0.01)
-
-
-@settings(max_examples=200, deadline=None)
-@given(minutes)
-def test_run_of_is_decode_run_as_a_list(xs: list[float]) -> None:
-    payload = _sketch(xs).payload()
-    if not payload:
-        return
-    run = _decode_run(payload)
-    mine = _run_of(payload)
-    if run is None:
-        assert mine is None
-    else:
-        assert mine == (run[0], run[1].tolist())
 
 
 @settings(max_examples=300, deadline=None)
